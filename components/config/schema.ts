@@ -1,0 +1,329 @@
+// The ONE schema of a stack's config (stacks/Pulumi.<stack>.yaml, keys under `homelab-data:`).
+// ARCHITECTURE.md "Data flow" step 1: read once, validate here into a typed HomelabSpec, and create
+// nothing when it fails. Every problem names the key, the bad value and what is accepted, all at once.
+import { z } from "zod";
+import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
+
+export const PROJECT = "homelab-data";
+
+// PostgreSQL's own memory floor is far lower, but a node that also runs pgBackRest with archive-async
+// and a streaming replica does not start reliably below this (ADR 0002 "memory floor").
+export const MIN_POSTGRES_MEMORY_BYTES = 256 * 1024 ** 2;
+export const MIN_NODE_MEMORY_BYTES = 32 * 1024 ** 2;
+// Redis forks for AOF rewrite and RDB saves; copy-on-write can touch every page, so maxmemory must leave
+// headroom inside the container (redis.io "Memory optimization" / "Persistence" docs).
+export const REDIS_MAXMEMORY_SHARE_OF_NODE = 0.75;
+
+const memory = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseBytes(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: "custom", message: `expected ${MEMORY_FORMAT_HINT}`, input: value });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const durationSeconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const seconds = parseDurationSeconds(value);
+  if (seconds === undefined) {
+    ctx.addIssue({ code: "custom", message: `expected ${DURATION_FORMAT_HINT}`, input: value });
+    return z.NEVER;
+  }
+  return seconds;
+});
+
+// PostgreSQL identifiers we create ourselves: lower case, unquoted-safe, at most NAMEDATALEN-1 = 63 bytes.
+const identifier = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+    message: "expected a lower-case identifier: letters, digits, underscore, not starting with a digit, at most 63 chars",
+  });
+
+const IPV4 = String.raw`(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`;
+const cidrV4 = new RegExp(`^${IPV4}/(?:3[0-2]|[12]?\\d)$`);
+const cidr = z.string().refine((v) => cidrV4.test(v) || isIpv6Cidr(v), {
+  message: 'expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)',
+});
+
+function isIpv6Cidr(value: string): boolean {
+  const m = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(value);
+  if (!m || Number(m[2]) > 128) return false;
+  const addr = m[1] ?? "";
+  const halves = addr.split("::");
+  if (halves.length > 2) return false;
+  const groups = halves.flatMap((h) => (h === "" ? [] : h.split(":")));
+  if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return false;
+  return halves.length === 2 ? groups.length < 8 : groups.length === 8;
+}
+
+// Five-field cron as pgBackRest schedules run from the repository host's crontab.
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+const cron = z.string().refine((v) => {
+  const fields = v.trim().split(/\s+/);
+  return fields.length === 5 && fields.every((f) => CRON_FIELD.test(f));
+}, { message: 'expected a five-field cron expression such as "0 3 * * 0" (minute hour day-of-month month day-of-week)' });
+
+const storageClass = z.enum(["hdd", "ssd", "nvme"]);
+
+function nodeResources(defaults: { memory: string; cpus: number; storage: "hdd" | "ssd" | "nvme" }) {
+  return z
+    .object({
+      /** Memory limit of the node (container or VM). */
+      memory: memory.prefault(defaults.memory),
+      /** CPUs of the node: a whole number from 1 to 64. */
+      cpus: z.number().int().min(1).max(64).default(defaults.cpus),
+      /** Storage class of the node's data volume; drives random_page_cost and effective_io_concurrency. */
+      storage: storageClass.default(defaults.storage),
+    })
+    .strict()
+    .prefault({});
+}
+
+const postgres = z
+  .object({
+    /** Major version; the images ship PostgreSQL 17 (Debian trixie). */
+    version: z.literal(17).default(17),
+    /** PGTune workload profile. */
+    profile: z.enum(["web", "oltp", "dw", "mixed"]).default("mixed"),
+    /** max_connections; PGTune's per-profile default when absent. */
+    maxConnections: z.number().int().min(10).max(10000).optional(),
+    /** Streaming replicas besides the primary. */
+    replicas: z.number().int().min(0).max(5).default(1),
+    /** async, or sync: a commit waits until a replica has flushed it (synchronous_standby_names). */
+    replicationMode: z.enum(["async", "sync"]).default("async"),
+    /** Client networks allowed to reach app databases (pg_hba scram-sha-256 rules). */
+    allowedClientCidrs: z.array(cidr).min(1).default(["172.28.0.0/24"]),
+    /** Application database created on the primary. */
+    database: identifier.default("app"),
+    /** Application role owning that database. */
+    appUser: identifier.default("app"),
+    /** archive_timeout: upper bound on the RPO of an archive-only recovery. */
+    archiveTimeout: durationSeconds.prefault("60s"),
+    /** max_slot_wal_keep_size; the tuner's rule when absent (ADR 0002). */
+    maxSlotWalKeepSize: memory.optional(),
+    /** How a new primary gets its data: a fresh initdb, or the repository's latest backup + archived WAL. */
+    bootstrapFrom: z.enum(["initdb", "backup"]).default("initdb"),
+    /** Extra postgresql.conf settings, applied after tuning (safety settings cannot be overridden). */
+    settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    /** Resources of each PostgreSQL node. */
+    node: nodeResources({ memory: "512MiB", cpus: 1, storage: "ssd" }),
+  })
+  .strict()
+  .prefault({});
+
+const pgbackrest = z
+  .object({
+    /** pgBackRest stanza name. */
+    stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, { message: "expected letters, digits, '-' or '_' (at most 64 chars)" }).default("main"),
+    retention: z
+      .object({
+        /** Full backups to keep (repo1-retention-full). */
+        full: z.number().int().min(1).max(9999).default(2),
+        /** Differential backups to keep (repo1-retention-diff). */
+        diff: z.number().int().min(1).max(9999).optional(),
+      })
+      .strict()
+      .prefault({}),
+    schedules: z
+      .object({
+        full: cron.default("0 3 * * 0"),
+        diff: cron.default("0 3 * * 1-6"),
+        incr: cron.optional(),
+      })
+      .strict()
+      .prefault({}),
+    compression: z
+      .object({
+        type: z.enum(["zst", "lz4", "gz", "bz2", "none"]).default("zst"),
+        level: z.number().int().min(-5).max(22).optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** pgBackRest process-max for backup/restore. */
+    processMax: z.number().int().min(1).max(64).default(2),
+    /** Newest backup may not be older than this (the drills fail when it is). */
+    maxBackupAge: durationSeconds.prefault("26h"),
+    /** Delete the backup repository's volume on `pulumi destroy` (default: keep it). */
+    purgeBackupsOnDestroy: z.boolean().default(false),
+    node: nodeResources({ memory: "256MiB", cpus: 1, storage: "hdd" }),
+  })
+  .strict()
+  .prefault({});
+
+const redis = z
+  .object({
+    enabled: z.boolean().default(true),
+    maxmemory: memory.prefault("64MiB"),
+    /** Eviction policy; noeviction keeps Redis a store, not a cache: writes fail loudly when full. */
+    policy: z
+      .enum(["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"])
+      .default("noeviction"),
+    persistence: z
+      .object({
+        aof: z.boolean().default(true),
+        appendfsync: z.enum(["always", "everysec", "no"]).default("everysec"),
+        save: z
+          .array(z.tuple([z.number().int().min(1), z.number().int().min(1)]))
+          .default([[3600, 1], [300, 100], [60, 10000]]),
+      })
+      .strict()
+      .prefault({}),
+    /** Run a Redis replica beside the primary. */
+    replica: z.boolean().default(false),
+    node: nodeResources({ memory: "128MiB", cpus: 1, storage: "ssd" }),
+  })
+  .strict()
+  .prefault({});
+
+const duckdb = z
+  .object({
+    enabled: z.boolean().default(true),
+    syncInterval: durationSeconds.prefault("5min"),
+    schemas: z.array(identifier).min(1).default(["public"]),
+    node: nodeResources({ memory: "256MiB", cpus: 1, storage: "ssd" }),
+  })
+  .strict()
+  .prefault({});
+
+const objectives = z
+  .object({
+    failover: z
+      .object({
+        /** Acknowledged writes that may be lost (sync mode: 0). */
+        rpoWrites: z.number().int().min(0).default(0),
+        rto: durationSeconds.prefault("10s"),
+        redundancyRestored: durationSeconds.prefault("120s"),
+      })
+      .strict()
+      .prefault({}),
+    backupRestore: z
+      .object({
+        /** "latest" restore: time of acknowledged writes that may be missing (bounded by archive_timeout). */
+        rpo: durationSeconds.prefault("60s"),
+        rto: durationSeconds.prefault("180s"),
+      })
+      .strict()
+      .prefault({}),
+    redis: z
+      .object({
+        rpo: durationSeconds.prefault("1s"),
+        rto: durationSeconds.prefault("10s"),
+      })
+      .strict()
+      .prefault({}),
+    recreate: z
+      .object({
+        rpo: durationSeconds.prefault("60s"),
+        rto: durationSeconds.prefault("300s"),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .prefault({});
+
+const docker = z
+  .object({
+    /** Docker engine; DOCKER_HOST form (unix:///var/run/docker.sock, ssh://user@nuc). Default: the local engine. */
+    host: z.string().regex(/^(unix|tcp|ssh|npipe):\/\/\S+$/, { message: "expected unix://, tcp:// or ssh:// URL" }).optional(),
+    /** Subnet of the stack's bridge network. */
+    subnet: cidr.default("172.28.0.0/24"),
+    /** Publish service ports on this host address (127.0.0.1 keeps them off the LAN). */
+    publishAddress: z.string().regex(new RegExp(`^${IPV4}$`), { message: "expected an IPv4 address" }).default("127.0.0.1"),
+    /** First host port; services get consecutive ports from here. */
+    basePort: z.number().int().min(1024).max(65000).default(15432),
+  })
+  .strict()
+  .prefault({});
+
+const libvirt = z
+  .object({
+    uri: z.string().default("qemu:///system"),
+    baseImage: z.string().optional(),
+  })
+  .strict()
+  .optional();
+
+export const homelabConfigSchema = z
+  .object({
+    platform: z.enum(["docker", "libvirt"]).default("docker"),
+    docker,
+    libvirt,
+    postgres,
+    pgbackrest,
+    redis,
+    duckdb,
+    objectives,
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    // Cross-field rules: each names the keys involved.
+    if (spec.postgres.replicationMode === "sync" && spec.postgres.replicas < 1) {
+      ctx.addIssue({ code: "custom", path: ["postgres", "replicationMode"], input: "sync", message: "sync replication needs postgres.replicas >= 1 (got 0)" });
+    }
+    if (spec.postgres.node.memory < MIN_POSTGRES_MEMORY_BYTES) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["postgres", "node", "memory"],
+        input: formatBytes(spec.postgres.node.memory),
+        message: `PostgreSQL with archiving and replication needs at least ${formatBytes(MIN_POSTGRES_MEMORY_BYTES)}`,
+      });
+    }
+    for (const key of ["pgbackrest", "redis", "duckdb"] as const) {
+      if (spec[key].node.memory < MIN_NODE_MEMORY_BYTES) {
+        ctx.addIssue({ code: "custom", path: [key, "node", "memory"], input: formatBytes(spec[key].node.memory), message: `expected at least ${formatBytes(MIN_NODE_MEMORY_BYTES)}` });
+      }
+    }
+    const redisLimit = Math.floor(spec.redis.node.memory * REDIS_MAXMEMORY_SHARE_OF_NODE);
+    if (spec.redis.maxmemory > redisLimit) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["redis", "maxmemory"],
+        input: formatBytes(spec.redis.maxmemory),
+        message: `expected at most 75% of redis.node.memory (${formatBytes(redisLimit)}) to leave room for the fork of AOF rewrites`,
+      });
+    }
+    if (spec.redis.replica && !spec.redis.enabled) {
+      ctx.addIssue({ code: "custom", path: ["redis", "replica"], input: true, message: "a Redis replica needs redis.enabled: true" });
+    }
+    if (spec.duckdb.enabled && spec.postgres.replicas < 1) {
+      ctx.addIssue({ code: "custom", path: ["duckdb", "enabled"], input: true, message: "the DuckDB host reads from a replica: set postgres.replicas >= 1 or duckdb.enabled: false" });
+    }
+    if (spec.platform === "libvirt" && !spec.libvirt) {
+      ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: "platform libvirt needs a libvirt: { uri } section" });
+    }
+    if (spec.pgbackrest.compression.level !== undefined) {
+      const ranges = { zst: [-5, 22], lz4: [-5, 12], gz: [0, 9], bz2: [1, 9], none: [0, 0] } as const;
+      const [lo, hi] = ranges[spec.pgbackrest.compression.type];
+      const level = spec.pgbackrest.compression.level;
+      if (level < lo || level > hi) {
+        ctx.addIssue({ code: "custom", path: ["pgbackrest", "compression", "level"], input: level, message: `expected ${lo}..${hi} for compression type ${spec.pgbackrest.compression.type}` });
+      }
+    }
+  });
+
+export type HomelabConfig = z.output<typeof homelabConfigSchema>;
+export type StorageClass = z.output<typeof storageClass>;
+export type NodeResources = HomelabConfig["postgres"]["node"];
+
+/** The validated stack: config plus the stack's name. */
+export interface HomelabSpec extends HomelabConfig {
+  stack: string;
+}
+
+/**
+ * Secret config keys (`pulumi config set --secret homelab-data:<key>`), generated by `homelab init`.
+ * They never enter the schema above: the program reads them with config.requireSecret so they stay
+ * Pulumi secrets end to end.
+ */
+export const SECRET_KEYS = {
+  postgresSuperuserPassword: "password of the postgres superuser (local peer auth is used; kept for break-glass)",
+  postgresAppPassword: "password of the application role",
+  postgresReplicationPassword: "password of the replication role (replicas' primary_conninfo)",
+  postgresReadonlyPassword: "password of the read-only role the DuckDB host pulls with",
+  redisAppPassword: "password of the Redis app user",
+  redisReplicaPassword: "password of the Redis replication user",
+  redisHealthPassword: "password of the Redis health-check user",
+  tls: "pgBackRest TLS material (CA + per-node certificates and keys, JSON)",
+} as const;
+export type SecretKey = keyof typeof SECRET_KEYS;
