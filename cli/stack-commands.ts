@@ -1,0 +1,104 @@
+// `homelab validate|render|init --stack <name>`: the stack file checked, rendered for review, given secrets.
+import { randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Command } from "commander";
+import { PROJECT, SECRET_KEYS, loadStackSpec, readStackFile, secretKeysPresent, validateConfig, type HomelabSpec, type SecretKey } from "../components/config/index.ts";
+import { planHomelab, type HomelabSecrets } from "../components/plan.ts";
+import { generateTlsBundle, type TlsBundle } from "../components/pgbackrest/tls.ts";
+import { topologyOf } from "../components/topology.ts";
+import { UsageError } from "./errors.ts";
+
+interface StackFlags {
+  stack: string;
+  stacksDir?: string;
+}
+
+const stackOption = (cmd: Command) =>
+  cmd.requiredOption("--stack <name>", "stack name (stacks/Pulumi.<name>.yaml)").option("--stacks-dir <dir>", "folder of the stack files", "stacks");
+
+/** Placeholders for review renders: every secret is visibly redacted, nothing real is read. */
+export function redactedSecrets(): HomelabSecrets {
+  const passwords = Object.fromEntries(
+    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `REDACTED-${k}`]),
+  ) as Omit<HomelabSecrets, "tls">;
+  const tls: TlsBundle = {
+    caCert: "# redacted: CA certificate (pulumi secret homelab-data:tls)\n",
+    caKey: "# redacted\n",
+    nodes: new Proxy({} as TlsBundle["nodes"], {
+      get: (_t, host) => ({ cert: `# redacted: certificate of ${String(host)}\n`, key: `# redacted: private key of ${String(host)}\n` }),
+    }),
+  };
+  return { ...passwords, tls };
+}
+
+export function registerStackCommands(program: Command): void {
+  stackOption(program.command("validate").description("Check a stack file against the schema; every problem is reported")).action((flags: StackFlags) => {
+    const spec = loadStackSpec(flags.stack, path.resolve(flags.stacksDir ?? "stacks"));
+    const plan = planHomelab(spec, redactedSecrets());
+    console.log(`stack ${spec.stack}: valid (${spec.platform}; ${plan.nodes.map((n) => n.name).join(", ")})`);
+  });
+
+  stackOption(program.command("render").description("Write every file the stack would put on every node, for review (secrets redacted)"))
+    .requiredOption("--out <dir>", "output folder (one sub-folder per node)")
+    .action((flags: StackFlags & { out: string }) => {
+      const spec = loadStackSpec(flags.stack, path.resolve(flags.stacksDir ?? "stacks"));
+      const plan = planHomelab(spec, redactedSecrets());
+      const out = path.resolve(flags.out);
+      for (const node of plan.nodes) {
+        const dir = path.join(out, node.hostname);
+        for (const file of node.files) {
+          const target = path.join(dir, file.path.replace(/^\/etc\/homelab\//, ""));
+          mkdirSync(path.dirname(target), { recursive: true });
+          writeFileSync(target, file.content, { mode: file.mode });
+        }
+        const { files, ...rest } = node;
+        writeFileSync(path.join(dir, "node.json"), `${JSON.stringify({ ...rest, files: files.map((f) => ({ path: f.path, mode: f.mode.toString(8), secret: f.secret })) }, null, 2)}\n`);
+      }
+      writeFileSync(path.join(out, "topology.json"), `${JSON.stringify(topologyOf(spec, plan), null, 2)}\n`);
+      console.log(`rendered ${plan.nodes.length} nodes of stack ${spec.stack} into ${out}: ${plan.nodes.map((n) => n.hostname).join(", ")}`);
+    });
+
+  stackOption(program.command("init").description("Generate strong passwords and TLS certificates and store them as Pulumi secrets"))
+    .option("--rotate", "replace existing secrets too (re-run pulumi up afterwards)", false)
+    .action((flags: StackFlags & { rotate: boolean }) => {
+      const stacksDir = path.resolve(flags.stacksDir ?? "stacks");
+      const file = readStackFile(flags.stack, stacksDir);
+      const spec = validateConfig(flags.stack, file.config, file.file);
+      const present = new Set(flags.rotate ? [] : secretKeysPresent(file));
+      const missing = (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => !present.has(k));
+      if (missing.length === 0) {
+        console.log(`stack ${spec.stack}: every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); use --rotate to replace them`);
+        return;
+      }
+      const values = generateSecrets(spec, missing);
+      for (const key of missing) pulumiConfigSetSecret(flags.stack, key, values[key] as string);
+      console.log(`stack ${spec.stack}: stored ${missing.length} secret(s) as Pulumi secrets: ${missing.join(", ")}`);
+    });
+}
+
+/** 32 random bytes per password (base64url: no quoting trouble in conninfo, ACL or pgpass files). */
+export function generatePassword(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+export function generateSecrets(spec: HomelabSpec, keys: SecretKey[]): Partial<Record<SecretKey, string>> {
+  const out: Partial<Record<SecretKey, string>> = {};
+  for (const key of keys) {
+    if (key === "tls") {
+      const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
+      out.tls = JSON.stringify(generateTlsBundle(hostnames));
+    } else out[key] = generatePassword();
+  }
+  return out;
+}
+
+function pulumiConfigSetSecret(stack: string, key: SecretKey, value: string): void {
+  // The value goes through stdin, never argv (argv is visible in `ps`).
+  const r = spawnSync("pulumi", ["config", "set", "--secret", "--stack", stack, `${PROJECT}:${key}`], { input: value, encoding: "utf8" });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") {
+    throw new UsageError([`pulumi CLI not found on PATH; run \`eval "$(bash tools/toolchain.sh --env)"\` first (see tools/README.md)`]);
+  }
+  if (r.status !== 0) throw new UsageError([`pulumi config set --secret ${PROJECT}:${key} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`]);
+}

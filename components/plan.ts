@@ -1,0 +1,298 @@
+// Spec -> plans (ARCHITECTURE.md "Data flow" step 2): every host of the tier as a NodePlan, built only
+// from the domain planners. Pure: the same function feeds `homelab render`, the Pulumi components and the
+// e2e harness. Secrets come in as plain strings; callers decide how they travel (Pulumi secrets, or a
+// redacted placeholder for review).
+import type { HomelabSpec, SecretKey } from "./config/index.ts";
+import { PROJECT } from "./config/index.ts";
+import { renderPgbackrestConf } from "./pgbackrest/index.ts";
+import type { TlsBundle } from "./pgbackrest/tls.ts";
+import { planHba, renderHba, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
+import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
+import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
+
+export type HomelabSecrets = { [K in Exclude<SecretKey, "tls">]: string } & { tls: TlsBundle };
+
+export const IMAGES = {
+  postgres: { name: "homelab/postgres:17", context: "components/postgres/image", baseImage: "debian:trixie-slim" },
+  redis: { name: "homelab/redis:7", context: "components/redis/image", baseImage: "debian:bookworm-slim" },
+  duckdb: { name: "homelab/duckdb:1", context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
+} as const;
+
+/** Database roles every cluster gets besides the app role (ADR 0003). */
+export const ROLES = { replication: "replicator", readonly: "analytics_ro" } as const;
+export const PGBACKREST_TLS_PORT = 8432;
+const PG_DATA = "/var/lib/postgresql/data";
+const ETC = "/etc/homelab";
+
+export class PlanError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "PlanError";
+  }
+}
+
+/** Host addresses inside the stack subnet: fixed offsets so pg_hba can name them. */
+export function addressPlan(subnet: string): { gateway: string; at: (offset: number) => string } {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(subnet);
+  if (!m) throw new PlanError([`${PROJECT}:docker.subnet: got ${JSON.stringify(subnet)}; the docker platform needs an IPv4 subnet such as "172.28.0.0/24"`]);
+  const prefix = Number(m[5]);
+  if (prefix > 26) throw new PlanError([`${PROJECT}:docker.subnet: got ${JSON.stringify(subnet)}; expected a prefix of /26 or shorter (nodes use host offsets up to .50)`]);
+  const base = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
+  const network = (base & (0xffffffff << (32 - prefix))) >>> 0;
+  const toIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
+  return { gateway: toIp(network + 1), at: (offset: number) => toIp(network + offset) };
+}
+
+const secretFile = (name: string, content: string): NodeFile => ({ path: `${ETC}/secrets/${name}.password`, content, mode: 0o600, secret: true });
+
+export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): HomelabPlan {
+  const prefix = `homelab-${spec.stack}`;
+  const net = addressPlan(spec.docker.subnet);
+  const host = (name: string) => `${prefix}-${name}`;
+  const stanza = spec.pgbackrest.stanza;
+  const pgNames = Array.from({ length: spec.postgres.replicas + 1 }, (_, i) => `pg-${i + 1}`);
+  const pgAddress = (i: number) => net.at(10 + i);
+  const backupName = "backup";
+  const duckdbAddress = net.at(40);
+  // application_name of each PG node: its name with '_' so synchronous_standby_names needs no quoting.
+  const appName = (pgName: string) => pgName.replace(/-/g, "_");
+
+  const tls = (hostname: string): NodeFile[] => {
+    const node = secrets.tls.nodes[hostname];
+    if (!node) throw new PlanError([`${PROJECT}:tls: no certificate for ${hostname}; run \`homelab init --stack ${spec.stack}\` to issue one`]);
+    return [
+      { path: `${ETC}/tls/ca.crt`, content: secrets.tls.caCert, mode: 0o644, secret: false },
+      { path: `${ETC}/tls/node.crt`, content: node.cert, mode: 0o644, secret: false },
+      { path: `${ETC}/tls/node.key`, content: node.key, mode: 0o600, secret: true },
+    ];
+  };
+  const tlsPaths = { caFile: "/etc/pgbackrest/tls/ca.crt", certFile: "/etc/pgbackrest/tls/node.crt", keyFile: "/etc/pgbackrest/tls/node.key" };
+
+  // Every PostgreSQL node gets the same settings: any of them may be promoted (failover drill), and a
+  // node never counts itself among synchronous standbys.
+  const settings = tunePostgres({
+    memoryBytes: spec.postgres.node.memory,
+    cpus: spec.postgres.node.cpus,
+    storage: spec.postgres.node.storage,
+    profile: spec.postgres.profile,
+    version: spec.postgres.version,
+    maxConnections: spec.postgres.maxConnections,
+    archive: { stanza, timeoutSeconds: spec.postgres.archiveTimeout },
+    replication: {
+      maxSlotWalKeepSizeBytes: spec.postgres.maxSlotWalKeepSize,
+      synchronousStandbyNames: spec.postgres.replicationMode === "sync" ? `ANY 1 (${pgNames.map(appName).join(", ")})` : undefined,
+    },
+    extraSettings: spec.postgres.settings,
+  });
+  const postgresqlConf = renderPostgresConf(settings, `${PROJECT} stack ${spec.stack}: PGTune ${spec.postgres.profile} profile, ${spec.postgres.node.cpus} cpu, ${spec.postgres.node.storage}`);
+  const hba = renderHba(
+    planHba({
+      allowedClientCidrs: spec.postgres.allowedClientCidrs,
+      appRoles: [
+        { name: spec.postgres.appUser, databases: [spec.postgres.database] },
+      ],
+      readonlyRoles: spec.duckdb.enabled ? [{ name: ROLES.readonly, databases: [spec.postgres.database], addresses: [`${duckdbAddress}/32`] }] : [],
+      replicationRole: ROLES.replication,
+      replicaAddresses: pgNames.map((_, i) => `${pgAddress(i)}/32`),
+    }),
+  );
+  const roles = [
+    { name: spec.postgres.appUser, login: true, replication: false, databases: [spec.postgres.database] },
+    { name: ROLES.replication, login: true, replication: true, databases: [], rewind: true },
+    { name: ROLES.readonly, login: true, replication: false, readonly: true, databases: [spec.postgres.database] },
+  ];
+  const pgSecrets: NodeFile[] = [
+    secretFile("postgres", secrets.postgresSuperuserPassword),
+    secretFile(spec.postgres.appUser, secrets.postgresAppPassword),
+    secretFile(ROLES.replication, secrets.postgresReplicationPassword),
+    secretFile(ROLES.readonly, secrets.postgresReadonlyPassword),
+  ];
+
+  const pgNodes: NodePlan[] = pgNames.map((name, i) => {
+    const hostname = host(name);
+    return {
+      name,
+      hostname,
+      role: i === 0 ? "postgres-primary" : "postgres-replica",
+      image: { ...IMAGES.postgres },
+      env: {
+        HOMELAB_ROLE: i === 0 ? (spec.postgres.bootstrapFrom === "backup" ? "primary-from-backup" : "primary") : "replica",
+        HOMELAB_PRIMARY_HOST: host(pgNames[0] as string),
+        HOMELAB_PRIMARY_PORT: "5432",
+        HOMELAB_REPLICATION_SLOT: appName(name),
+        HOMELAB_APPLICATION_NAME: appName(name),
+        HOMELAB_STANZA: stanza,
+        HOMELAB_REPO_HOST: host(backupName),
+      },
+      files: [
+        { path: `${ETC}/postgresql.conf`, content: postgresqlConf, mode: 0o644, secret: false },
+        { path: `${ETC}/pg_hba.conf`, content: hba, mode: 0o640, secret: false },
+        {
+          path: `${ETC}/pgbackrest.conf`,
+          content: renderPgbackrestConf({
+            kind: "database",
+            stanza,
+            pgPath: PG_DATA,
+            pgPort: 5432,
+            repoHost: host(backupName),
+            repoHostPort: PGBACKREST_TLS_PORT,
+            archiveAsync: true,
+            processMax: spec.pgbackrest.processMax,
+            tls: tlsPaths,
+            tlsServer: { address: "*", port: PGBACKREST_TLS_PORT, authClients: [host(backupName)] },
+            compression: { type: spec.pgbackrest.compression.type, level: spec.pgbackrest.compression.level },
+          }),
+          mode: 0o640,
+          secret: false,
+        },
+        { path: `${ETC}/roles.json`, content: `${JSON.stringify(roles, null, 2)}\n`, mode: 0o644, secret: false },
+        ...pgSecrets,
+        ...tls(hostname),
+      ],
+      volumes: [{ name: `${hostname}-data`, mountPath: PG_DATA, retainOnDestroy: false }],
+      ports: [{ name: "postgres", containerPort: 5432, hostPort: spec.docker.basePort + i }],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 1, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 120 },
+      memoryBytes: spec.postgres.node.memory,
+      cpus: spec.postgres.node.cpus,
+      ipv4Address: pgAddress(i),
+      dependsOn: i === 0 ? [] : [pgNames[0] as string],
+      stopTimeoutSeconds: 60,
+    } satisfies NodePlan;
+  });
+
+  const backupHostname = host(backupName);
+  const backupNode: NodePlan = {
+    name: backupName,
+    hostname: backupHostname,
+    role: "backup-repository",
+    image: { ...IMAGES.postgres },
+    env: { HOMELAB_ROLE: "repository", HOMELAB_STANZA: stanza, HOMELAB_PRIMARY_HOST: host(pgNames[0] as string) },
+    files: [
+      {
+        path: `${ETC}/pgbackrest.conf`,
+        content: renderPgbackrestConf({
+          kind: "repository",
+          stanza,
+          repoPath: "/var/lib/pgbackrest",
+          retention: { full: spec.pgbackrest.retention.full, diff: spec.pgbackrest.retention.diff },
+          compression: { type: spec.pgbackrest.compression.type, level: spec.pgbackrest.compression.level },
+          processMax: spec.pgbackrest.processMax,
+          bundle: true,
+          blockIncremental: true,
+          startFast: true,
+          pgHosts: pgNames.map((n) => ({ host: host(n), pgPath: PG_DATA, port: 5432 })),
+          tls: tlsPaths,
+          tlsServer: { address: "*", port: PGBACKREST_TLS_PORT, authClients: pgNames.map(host) },
+        }),
+        mode: 0o640,
+        secret: false,
+      },
+      { path: `${ETC}/crontab`, content: backupCrontab(spec), mode: 0o644, secret: false },
+      ...tls(backupHostname),
+    ],
+    volumes: [{ name: `${backupHostname}-repo`, mountPath: "/var/lib/pgbackrest", retainOnDestroy: !spec.pgbackrest.purgeBackupsOnDestroy }],
+    ports: [],
+    healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 30 },
+    memoryBytes: spec.pgbackrest.node.memory,
+    cpus: spec.pgbackrest.node.cpus,
+    ipv4Address: net.at(20),
+    dependsOn: [],
+    stopTimeoutSeconds: 30,
+  };
+
+  const nodes: NodePlan[] = [...pgNodes, backupNode];
+
+  if (spec.redis.enabled) {
+    const redisNames = spec.redis.replica ? ["redis", "redis-replica"] : ["redis"];
+    const acl = renderRedisAcl({
+      users: [
+        { name: "app", password: secrets.redisAppPassword, role: "app" },
+        { name: "replica", password: secrets.redisReplicaPassword, role: "replica" },
+        { name: "health", password: secrets.redisHealthPassword, role: "health" },
+      ],
+    });
+    redisNames.forEach((name, i) => {
+      const hostname = host(name);
+      const conf = renderRedisConf({
+        port: 6379,
+        maxmemoryBytes: spec.redis.maxmemory,
+        maxmemoryPolicy: spec.redis.policy,
+        nodeMemoryBytes: spec.redis.node.memory,
+        persistence: { aof: spec.redis.persistence.aof, appendfsync: spec.redis.persistence.appendfsync, rdbSavePoints: spec.redis.persistence.save as [number, number][] },
+        dir: "/var/lib/redis",
+        aclFile: "/etc/redis/users.acl",
+        replicaOf: i === 0 ? undefined : { host: host("redis"), port: 6379, user: "replica", password: secrets.redisReplicaPassword },
+      });
+      nodes.push({
+        name,
+        hostname,
+        role: i === 0 ? "redis" : "redis-replica",
+        image: { ...IMAGES.redis },
+        env: {},
+        files: [
+          // A replica's conf carries masterauth in plaintext (Redis has no masterauth file option).
+          { path: `${ETC}/redis.conf`, content: conf.text, mode: 0o640, secret: conf.containsSecret },
+          { path: `${ETC}/users.acl`, content: acl, mode: 0o640, secret: true },
+          secretFile("health", secrets.redisHealthPassword),
+        ],
+        volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/redis", retainOnDestroy: false }],
+        ports: [{ name: "redis", containerPort: 6379, hostPort: spec.docker.basePort + 20 + i }],
+        healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 1, timeoutSeconds: 3, retries: 5, startPeriodSeconds: 20 },
+        memoryBytes: spec.redis.node.memory,
+        cpus: spec.redis.node.cpus,
+        ipv4Address: net.at(30 + i),
+        dependsOn: i === 0 ? [] : ["redis"],
+        stopTimeoutSeconds: 20,
+      });
+    });
+  }
+
+  if (spec.duckdb.enabled) {
+    const hostname = host("duckdb");
+    nodes.push({
+      name: "duckdb",
+      hostname,
+      role: "duckdb",
+      image: { ...IMAGES.duckdb },
+      env: {
+        HOMELAB_SOURCE_HOST: host(pgNames[1] as string),
+        HOMELAB_SOURCE_PORT: "5432",
+        HOMELAB_SOURCE_DATABASE: spec.postgres.database,
+        HOMELAB_SOURCE_USER: ROLES.readonly,
+        HOMELAB_SOURCE_SCHEMAS: spec.duckdb.schemas.join(","),
+        HOMELAB_SYNC_INTERVAL_SECONDS: String(spec.duckdb.syncInterval),
+      },
+      files: [{ path: `${ETC}/secrets/source.password`, content: secrets.postgresReadonlyPassword, mode: 0o600, secret: true }],
+      volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/duckdb", retainOnDestroy: false }],
+      ports: [{ name: "http", containerPort: 8080, hostPort: spec.docker.basePort + 30 }],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 60 },
+      memoryBytes: spec.duckdb.node.memory,
+      cpus: spec.duckdb.node.cpus,
+      ipv4Address: duckdbAddress,
+      dependsOn: [pgNames[1] as string],
+      stopTimeoutSeconds: 10,
+    });
+  }
+
+  return {
+    stack: spec.stack,
+    prefix,
+    network: { name: `${prefix}-net`, subnet: spec.docker.subnet, gateway: net.gateway },
+    nodes,
+    publishAddress: spec.docker.publishAddress,
+    labels: { "dev.homelab-data.stack": spec.stack, "dev.homelab-data.project": PROJECT },
+  };
+}
+
+/** Scheduled backups on the repository host (pgBackRest user guide "Schedule a Backup"). */
+export function backupCrontab(spec: HomelabSpec): string {
+  const s = spec.pgbackrest;
+  const run = (type: string) => `pgbackrest --stanza=${s.stanza} --type=${type} backup`;
+  const lines = [
+    "# m h dom mon dow  command  (runs as the pgBackRest user on the repository host)",
+    `${s.schedules.full} ${run("full")}`,
+    `${s.schedules.diff} ${run("diff")}`,
+  ];
+  if (s.schedules.incr) lines.push(`${s.schedules.incr} ${run("incr")}`);
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,113 @@
+// What a platform needs to make one host of the tier: the NodePlan (ARCHITECTURE.md "Data flow" step 2).
+// Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
+// apply the same plans, so what the tests prove is what `pulumi up` builds.
+
+export type NodeRole =
+  | "postgres-primary"
+  | "postgres-replica"
+  | "backup-repository"
+  | "redis"
+  | "redis-replica"
+  | "duckdb";
+
+export interface ImageRef {
+  /** Local tag, e.g. homelab/postgres:17. */
+  name: string;
+  /** Build context, relative to the project root. */
+  context: string;
+  /** Base image build arg (made locally with debootstrap when no registry is reachable). */
+  baseImage: string;
+}
+
+export interface NodeFile {
+  /** Absolute path inside the node. */
+  path: string;
+  content: string;
+  /** Octal file mode, e.g. 0o600. */
+  mode: number;
+  /** Holds a password, key or hash: travels as a Pulumi secret, never printed. */
+  secret: boolean;
+}
+
+export interface NodeVolume {
+  /** Volume name on the engine (stack-prefixed). */
+  name: string;
+  mountPath: string;
+  /** The backup repository's volume outlives `destroy` unless the stack says purgeBackupsOnDestroy. */
+  retainOnDestroy: boolean;
+}
+
+export interface NodePort {
+  name: string;
+  containerPort: number;
+  /** Published on publishAddress:hostPort. */
+  hostPort: number;
+}
+
+export interface Healthcheck {
+  test: string[];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  retries: number;
+  startPeriodSeconds: number;
+}
+
+export interface NodePlan {
+  /** Logical node name inside the stack: pg-1, pg-2, backup, redis, redis-replica, duckdb. */
+  name: string;
+  /** Container / VM / host name: `${prefix}-${name}`. */
+  hostname: string;
+  role: NodeRole;
+  image: ImageRef;
+  /** Non-secret environment only: passwords travel in files. */
+  env: Record<string, string>;
+  files: NodeFile[];
+  volumes: NodeVolume[];
+  ports: NodePort[];
+  healthcheck: Healthcheck;
+  memoryBytes: number;
+  cpus: number;
+  /** Static address on the stack network (pg_hba rules name it). */
+  ipv4Address: string;
+  /** Nodes that must be healthy before this one starts. */
+  dependsOn: string[];
+  /** Seconds the engine waits after SIGTERM before SIGKILL (PostgreSQL needs a clean shutdown). */
+  stopTimeoutSeconds: number;
+}
+
+export interface NetworkPlan {
+  name: string;
+  subnet: string;
+  gateway: string;
+}
+
+export interface HomelabPlan {
+  stack: string;
+  /** Name prefix of every engine object: homelab-<stack>. */
+  prefix: string;
+  network: NetworkPlan;
+  nodes: NodePlan[];
+  publishAddress: string;
+  /** Labels every engine object carries, so teardown can find leftovers. */
+  labels: Record<string, string>;
+}
+
+/** Nodes ordered so each comes after what it depends on. */
+export function startOrder(nodes: NodePlan[]): NodePlan[] {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const done = new Set<string>();
+  const out: NodePlan[] = [];
+  const visit = (node: NodePlan, trail: string[]) => {
+    if (done.has(node.name)) return;
+    if (trail.includes(node.name)) throw new Error(`dependency cycle: ${[...trail, node.name].join(" -> ")}`);
+    for (const dep of node.dependsOn) {
+      const target = byName.get(dep);
+      if (!target) throw new Error(`node ${node.name} depends on unknown node ${dep}`);
+      visit(target, [...trail, node.name]);
+    }
+    done.add(node.name);
+    out.push(node);
+  };
+  for (const node of nodes) visit(node, []);
+  return out;
+}
