@@ -296,3 +296,20 @@ export function backupCrontab(spec: HomelabSpec): string {
   if (s.schedules.incr) lines.push(`${s.schedules.incr} ${run("incr")}`);
   return `${lines.join("\n")}\n`;
 }
+
+/**
+ * What runs once the nodes are healthy, in order, on the node named: the stanza, a check that WAL reaches
+ * the repository, and a first full backup so a restore is possible from day one (pgBackRest user guide
+ * "Create the Stanza", "Check the Configuration", "Perform a Backup"). The BackupRepository component and the
+ * e2e harness both run exactly these.
+ */
+export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; node: string; command: string[] }[] {
+  const repo = plan.nodes.find((n) => n.role === "backup-repository");
+  if (!repo) return [];
+  const pg = ["pgbackrest", `--stanza=${stanza}`];
+  return [
+    { name: "stanza-create", node: repo.name, command: [...pg, "stanza-create"] },
+    { name: "check", node: repo.name, command: [...pg, "check"] },
+    { name: "full-backup", node: repo.name, command: [...pg, "--type=full", "backup"] },
+  ];
+}
