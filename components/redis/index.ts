@@ -1,0 +1,2 @@
+// Redis domain: pure planners for redis.conf and the ACL file (users.acl).
+export * from "./conf.ts";
