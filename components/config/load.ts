@@ -47,7 +47,7 @@ function isSecureValue(value: unknown): boolean {
 
 /** One line: `homelab-data:postgres.replicas: got -1; expected an integer from 0 to 5`. */
 export function formatIssue(issue: z.core.$ZodIssue): string {
-  const key = `${PROJECT}:${issue.path.map(String).join(".")}` || PROJECT;
+  const key = `${PROJECT}:${issue.path.map(String).join(".")}`;
   const got = "input" in issue ? describe(issue.input) : "nothing";
   switch (issue.code) {
     case "unrecognized_keys": {

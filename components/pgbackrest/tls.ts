@@ -23,8 +23,8 @@ function openssl(args: string[], cwd: string): void {
     execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
   } catch (e) {
     const err = e as { stderr?: Buffer; code?: string };
-    if (err.code === "ENOENT") throw new Error("openssl is not installed: apt-get install -y openssl");
-    throw new Error(`openssl ${args[0]} failed: ${err.stderr?.toString().trim() ?? String(e)}`);
+    if (err.code === "ENOENT") throw new Error("openssl is not installed: apt-get install -y openssl", { cause: e });
+    throw new Error(`openssl ${args[0]} failed: ${err.stderr?.toString().trim() ?? String(e)}`, { cause: e });
   }
 }
 

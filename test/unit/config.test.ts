@@ -85,7 +85,7 @@ describe("stack config schema", () => {
       fc.property(fc.constantFrom(...keys), fc.oneof(fc.constant(null), fc.boolean(), fc.constant(-7), fc.constant("??"), fc.constant({ x: 1 })), (key, value) => {
         const [section, ...rest] = key.split(".");
         const leaf = rest.reduceRight<unknown>((acc, k) => ({ [k]: acc }), value);
-        let problems: string[] = [];
+        let problems: string[];
         try {
           validateConfig("p", { [section as string]: leaf });
           return true; // some values are legitimately valid for some keys (e.g. a boolean nowhere here)
