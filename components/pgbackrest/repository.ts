@@ -1,0 +1,75 @@
+// BackupRepository: the pgBackRest repository host (TLS server mode), then the steps that make it useful
+// from day one, in order, once the cluster is up (postUpSteps, shared with the e2e harness): stanza-create,
+// check (WAL reaches the repository), and a first full backup. Scheduled backups are the crontab file in
+// the repository node's plan; retention is in its pgbackrest.conf.
+import * as pulumi from "@pulumi/pulumi";
+import type * as command from "@pulumi/command";
+import { postUpSteps } from "../plan.ts";
+import { shellQuote } from "../platform/docker-cli.ts";
+import { createNodes, nodesWithRoles, type NodeComponentArgs } from "../platform/index.ts";
+
+/** pgBackRest runs as the postgres OS user in the homelab/postgres image (components/postgres/image). */
+export const PGBACKREST_OS_USER = "postgres";
+
+export interface BackupRepositoryArgs extends NodeComponentArgs {
+  /** pgBackRest stanza (spec.pgbackrest.stanza). */
+  stanza: string;
+  /** Resources of the database nodes the stanza is created for (PostgresCluster.readyNodes); the steps wait for them. */
+  clusterNodes: pulumi.Resource[];
+  /** Take a full backup right after the stanza is created, so a restore is possible from day one. Default: true. */
+  initialBackup?: boolean;
+}
+
+export class BackupRepository extends pulumi.ComponentResource {
+  /** The stanza the repository holds. */
+  public readonly stanza: pulumi.Output<string>;
+  /** Container name of the repository host. */
+  public readonly container: pulumi.Output<string>;
+  /** The engine volume holding the repository. */
+  public readonly repositoryVolume: pulumi.Output<string>;
+  /** True when the repository volume outlives `pulumi destroy` (pgbackrest.purgeBackupsOnDestroy: false). */
+  public readonly retainedOnDestroy: pulumi.Output<boolean>;
+  /** The post-up commands, in the order they run (stanza-create, check, full-backup). */
+  public readonly steps: command.local.Command[];
+  /** Ready resource of the repository node by node name. */
+  public readonly readyNodes: Record<string, pulumi.Resource>;
+
+  constructor(name: string, args: BackupRepositoryArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("homelab:pgbackrest:BackupRepository", name, {}, opts);
+    const repos = nodesWithRoles(this, args.plan, ["backup-repository"], `BackupRepository ${name}`);
+    if (repos.length !== 1) throw new pulumi.ResourceError(`BackupRepository ${name}: args.plan has ${repos.length} backup-repository nodes; expected exactly one`, this);
+    const repo = repos[0] as (typeof repos)[number];
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(args.stanza)) {
+      throw new pulumi.ResourceError(`BackupRepository ${name}: args.stanza: got ${JSON.stringify(args.stanza)}; expected letters, digits, '-' or '_' (at most 64 chars)`, this);
+    }
+    if (args.clusterNodes.length === 0) throw new pulumi.ResourceError(`BackupRepository ${name}: args.clusterNodes is empty; pass the PostgresCluster's readyNodes`, this);
+    const volume = repo.volumes[0];
+    if (!volume) throw new pulumi.ResourceError(`BackupRepository ${name}: node ${repo.name} has no volume for the repository`, this);
+
+    const made = createNodes(this, args, [{ node: repo, resourceName: name }])[repo.name];
+    if (!made) throw new Error(`BackupRepository ${name}: node ${repo.name} was not made`);
+
+    const initialBackup = args.initialBackup ?? true;
+    const steps = postUpSteps(args.plan, args.stanza).filter((s) => initialBackup || s.name !== "full-backup");
+    let previous: pulumi.Resource[] = [made.ready, ...args.clusterNodes];
+    this.steps = steps.map((step) => {
+      if (step.node !== repo.name) throw new pulumi.ResourceError(`BackupRepository ${name}: post-up step ${step.name} runs on ${step.node}, not on the repository node ${repo.name}`, this);
+      const cmd = args.platform.runOnNode(
+        `${name}-${step.name}`,
+        repo,
+        // No delete: the stanza and its backups must never be removed by `pulumi destroy`.
+        { create: step.command.map(shellQuote).join(" "), user: PGBACKREST_OS_USER, triggers: [args.stanza, volume.name] },
+        { parent: this, dependsOn: previous },
+      );
+      previous = [cmd];
+      return cmd;
+    });
+
+    this.readyNodes = { [repo.name]: made.ready };
+    this.stanza = pulumi.output(args.stanza);
+    this.container = made.handle;
+    this.repositoryVolume = made.handle.apply(() => volume.name);
+    this.retainedOnDestroy = pulumi.output(volume.retainOnDestroy);
+    this.registerOutputs({ stanza: this.stanza, container: this.container, repositoryVolume: this.repositoryVolume, retainedOnDestroy: this.retainedOnDestroy });
+  }
+}

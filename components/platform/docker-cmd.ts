@@ -1,0 +1,230 @@
+// The `docker-cli` platform: the same NodePlans as the `docker` platform, made by @pulumi/command
+// `local.Command` resources that run the docker CLI (the argv builders of docker-cli.ts, shared with the e2e
+// harness). For machines where the docker provider plugin cannot be installed but the command provider can
+// be built offline (ARCHITECTURE.md "Facts about the build machines").
+//
+// Secrets: a node's files reach the container as a tar stream on the command's stdin (base64, a Pulumi
+// secret, marked secret in state too), `base64 -d | docker cp - <container>:/`: never in argv, env or a
+// host temp file. No command prints file contents. (@pulumi/command 4.5.0 has no `logging` option; what a
+// command prints is shown, so nothing secret is ever printed.)
+import { createHash } from "node:crypto";
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import tar from "tar-stream";
+import type { HomelabSpec } from "../config/index.ts";
+import { containerCreateArgs, networkCreateArgs, shellQuote, volumeCreateArgs } from "./docker-cli.ts";
+import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./index.ts";
+import { healthTimeoutSeconds, volumeResourceOptions, volumeSuffix } from "./index.ts";
+import type { HomelabPlan, ImageRef, NodeFile, NodePlan } from "./plan.ts";
+
+/** The project root: image build contexts (ImageRef.context) are relative to it. */
+export const PROJECT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** `homelab/postgres:17` -> `postgres`: the resource-name suffix of an image. */
+export function imageShortName(ref: ImageRef): string {
+  const last = ref.name.split("/").at(-1) ?? ref.name;
+  return last.split(":")[0] ?? last;
+}
+
+const sh = (argv: string[]) => argv.map(shellQuote).join(" ");
+const quiet = (argv: string[]) => `${sh(argv)} >/dev/null`;
+
+/**
+ * The files as a tar rooted at `/` (parents included, as nodeFilesTar), base64. Every entry has mtime 0:
+ * the stdin is compared between runs, and a changing archive would replace every container on every `up`.
+ */
+export async function filesTarBase64(files: NodeFile[]): Promise<string> {
+  const pack = tar.pack();
+  const dirs = new Set<string>();
+  const epoch = new Date(0);
+  for (const file of files) {
+    let dir = path.posix.dirname(file.path);
+    const chain: string[] = [];
+    while (dir !== "/" && !dirs.has(dir)) {
+      chain.unshift(dir);
+      dirs.add(dir);
+      dir = path.posix.dirname(dir);
+    }
+    for (const d of chain) pack.entry({ name: d.slice(1), type: "directory", mode: 0o755, mtime: epoch });
+    pack.entry({ name: file.path.slice(1), mode: file.mode, mtime: epoch }, file.content);
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("base64");
+}
+
+/** Content digest of an image build context: a changed Dockerfile or script rebuilds the image. */
+export function contextDigest(dir: string): string {
+  if (!existsSync(dir)) return "absent";
+  const hash = createHash("sha256");
+  const walk = (rel: string) => {
+    const abs = path.join(dir, rel);
+    const st = lstatSync(abs);
+    if (st.isDirectory()) {
+      for (const entry of readdirSync(abs).sort()) walk(path.join(rel, entry));
+    } else {
+      hash.update(`${rel}\0${st.mode & 0o777}\0`);
+      hash.update(st.isSymbolicLink() ? readlinkSync(abs) : readFileSync(abs));
+      hash.update("\0");
+    }
+  };
+  walk("");
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** `docker create` + files + `docker start` + wait until healthy, as one POSIX sh script. */
+export function containerCreateScript(plan: HomelabPlan, node: NodePlan): string {
+  const name = node.hostname;
+  const timeout = healthTimeoutSeconds(node.healthcheck);
+  const state = sh(["docker", "inspect", "--format", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", name]);
+  const logs = `${sh(["docker", "logs", "--tail", "30", name])} >&2 || true`;
+  return [
+    "set -eu",
+    // A leftover of an interrupted create (or the old container on update): data lives in volumes.
+    containerDeleteScript(node),
+    `${quiet(["docker", ...containerCreateArgs(plan, node)])} </dev/null`,
+    `base64 -d | ${sh(["docker", "cp", "-", `${name}:/`])}`,
+    `${quiet(["docker", "start", name])} </dev/null`,
+    `deadline=$(( $(date +%s) + ${timeout} ))`,
+    "while :; do",
+    `  s=$(${state} 2>/dev/null || echo missing)`,
+    '  case "$s" in',
+    "    */healthy) break ;;",
+    `    exited/*|dead/*|missing) echo "${name} stopped while starting (state $s)" >&2; ${logs}; exit 1 ;;`,
+    "  esac",
+    `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "${name} not healthy within ${timeout}s (state $s)" >&2; ${logs}; exit 1; fi`,
+    "  sleep 1",
+    "done",
+  ].join("\n");
+}
+
+/** Clean stop (PostgreSQL gets its shutdown), then remove; succeeds when the container is already gone. */
+export function containerDeleteScript(node: NodePlan): string {
+  const name = node.hostname;
+  return `${quiet(["docker", "stop", "--time", String(node.stopTimeoutSeconds), name])} 2>&1 </dev/null || true\n${quiet(["docker", "rm", "-f", "-v", name])} 2>&1 </dev/null || true`;
+}
+
+/** `docker exec [--user u] <container> sh -c <cmd>` for a NodeCommand. */
+export function dockerExecScript(node: NodePlan, user: string | undefined, script: string): string {
+  return sh(["docker", "exec", ...(user ? ["--user", user] : []), node.hostname, "sh", "-c", script]);
+}
+
+export function dockerExecCommand(
+  name: string,
+  node: NodePlan,
+  cmd: NodeCommand,
+  opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[]; dockerHost?: string },
+): command.local.Command {
+  const wrap = (script: pulumi.Input<string>) => pulumi.output(script).apply((s) => dockerExecScript(node, cmd.user, s));
+  return new command.local.Command(
+    name,
+    {
+      create: wrap(cmd.create),
+      ...(cmd.delete !== undefined ? { delete: wrap(cmd.delete) } : {}),
+      ...(cmd.triggers !== undefined ? { triggers: cmd.triggers } : {}),
+      ...(opts.dockerHost ? { environment: { DOCKER_HOST: opts.dockerHost } } : {}),
+    },
+    { parent: opts.parent, dependsOn: opts.dependsOn },
+  );
+}
+
+export class DockerCliPlatform implements Platform {
+  readonly kind = "docker-cli" as const;
+  private network?: command.local.Command;
+  private readonly images = new Map<string, command.local.Command>();
+  private readonly environment?: Record<string, string>;
+
+  constructor(
+    private readonly spec: HomelabSpec,
+    _opts: PlatformOptions,
+  ) {
+    if (spec.docker.host) this.environment = { DOCKER_HOST: spec.docker.host };
+  }
+
+  private args(args: command.local.CommandArgs): command.local.CommandArgs {
+    return { ...args, ...(this.environment ? { environment: this.environment } : {}) };
+  }
+
+  createNetwork(plan: HomelabPlan, opts: CreateOptions): command.local.Command {
+    if (this.network) throw new Error("createNetwork: the stack network was already created");
+    const net = plan.network.name;
+    this.network = new command.local.Command(
+      opts.name,
+      this.args({
+        // Adopts a network left by an interrupted run instead of failing on the name.
+        create: `${quiet(["docker", "network", "inspect", net])} 2>&1 || ${quiet(["docker", ...networkCreateArgs(plan)])}`,
+        delete: `if ${quiet(["docker", "network", "inspect", net])} 2>&1; then ${quiet(["docker", "network", "rm", net])}; fi`,
+      }),
+      { parent: opts.parent, deleteBeforeReplace: true },
+    );
+    return this.network;
+  }
+
+  createImages(plan: HomelabPlan, opts: CreateOptions): command.local.Command[] {
+    for (const node of plan.nodes) {
+      const ref = node.image;
+      if (this.images.has(ref.name)) continue;
+      const context = path.resolve(PROJECT_ROOT, ref.context);
+      this.images.set(
+        ref.name,
+        new command.local.Command(
+          `${opts.name}-${imageShortName(ref)}`,
+          this.args({
+            // --quiet prints only the image ID: containers are replaced when it changes.
+            create: sh(["docker", "build", "--quiet", "--tag", ref.name, "--build-arg", `BASE_IMAGE=${ref.baseImage}`, context]),
+            dir: PROJECT_ROOT,
+            triggers: [ref.name, ref.baseImage, contextDigest(context)],
+          }),
+          // Images stay on destroy: they are a build cache, not state.
+          { parent: opts.parent },
+        ),
+      );
+    }
+    return [...this.images.values()];
+  }
+
+  createNode(plan: HomelabPlan, node: NodePlan, files: pulumi.Output<NodeFile[]>, opts: NodeOptions): NodeResources {
+    const network = this.network;
+    const image = this.images.get(node.image.name);
+    if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
+    const volumes = node.volumes.map((v, i) => {
+      const inspect = quiet(["docker", "volume", "inspect", v.name]);
+      return new command.local.Command(
+        `${opts.name}-${volumeSuffix(node, v.name, i)}`,
+        this.args({
+          // Re-attaches a retained volume (the backup repository after destroy + up) instead of failing.
+          create: `${inspect} 2>&1 || ${quiet(["docker", ...volumeCreateArgs(plan, v)])}`,
+          // A retained volume has no delete command at all (and retainOnDelete besides).
+          ...(v.retainOnDestroy ? {} : { delete: `if ${inspect} 2>&1; then ${quiet(["docker", "volume", "rm", v.name])}; fi` }),
+        }),
+        { parent: opts.parent, ...volumeResourceOptions(v) },
+      );
+    });
+    const container = new command.local.Command(
+      opts.name,
+      this.args({
+        create: containerCreateScript(plan, node),
+        delete: containerDeleteScript(node),
+        stdin: pulumi.secret(files.apply(filesTarBase64)),
+        // A rebuilt image (new ID) replaces the container.
+        triggers: [image.stdout],
+      }),
+      {
+        parent: opts.parent,
+        dependsOn: [network, image, ...volumes, ...opts.dependsOn],
+        // The container name is fixed: the old one must go before the new one is made.
+        deleteBeforeReplace: true,
+        additionalSecretOutputs: ["stdin"],
+      },
+    );
+    return { ready: container, resources: [...volumes, container], handle: container.id.apply(() => node.hostname) };
+  }
+
+  runOnNode(name: string, node: NodePlan, cmd: NodeCommand, opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[] }): command.local.Command {
+    return dockerExecCommand(name, node, cmd, { ...opts, dockerHost: this.spec.docker.host });
+  }
+}

@@ -1,0 +1,36 @@
+// The Pulumi program (Pulumi.yaml `main`): stack config -> validated spec -> Homelab (ARCHITECTURE.md
+// "Data flow"). A config mistake stops here with every problem listed and nothing created.
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigError, homelabConfigSchema, validateConfig } from "../components/config/index.ts";
+import { Homelab } from "../components/homelab.ts";
+import { readSecrets } from "../components/secrets.ts";
+
+const config = new pulumi.Config();
+const stack = pulumi.getStack();
+
+// Every top-level schema key (platform, docker, libvirt, postgres, pgbackrest, redis, duckdb, objectives).
+// Structured values reach the program as JSON (getObject); a plain scalar such as `platform: docker` is not
+// JSON and is passed on as the string it is, for the schema to judge.
+const raw: Record<string, unknown> = {};
+for (const key of Object.keys(homelabConfigSchema.shape)) {
+  const text = config.get(key);
+  if (text === undefined) continue;
+  try {
+    raw[key] = config.getObject<unknown>(key);
+  } catch {
+    raw[key] = text;
+  }
+}
+
+let spec;
+try {
+  spec = validateConfig(stack, raw, `stack ${stack} (stacks/Pulumi.${stack}.yaml)`);
+} catch (err) {
+  // RunError: the engine prints the message without a stack trace; it is the user's config, not our bug.
+  if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
+  throw err;
+}
+
+const lab = new Homelab("homelab", { spec, secrets: readSecrets(config, stack) });
+
+export const topology = lab.topology;
