@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# homelab/postgres entrypoint (PID 1). One image, the role comes from HOMELAB_ROLE:
+#   primary     initdb on an empty PGDATA, sync roles/databases from /etc/homelab/roles.json, run postgres
+#   replica     pg_basebackup from HOMELAB_PRIMARY_HOST on an empty PGDATA (physical slot), run as standby
+#   repository  pgBackRest repository host: `pgbackrest server` (TLS) with the repo in /var/lib/pgbackrest
+#   restore     idle (for drills): `pgbackrest restore` into the empty PGDATA with docker exec, then
+#               `homelab-start` makes this PID 1 start postgres on it (as `restored` would)
+#   restored    run postgres on an existing PGDATA (restored or otherwise); never initialises
+# Database roles also run `pgbackrest server` in the background so the repository host can reach them.
+# Root part: install /etc/homelab/* with the right owners and modes; then postgres runs as `postgres`.
+# SIGTERM/SIGINT -> postgres fast shutdown (HOMELAB_SHUTDOWN_MODE=smart|fast|immediate), clean exit.
+# See README.md beside this file for the contract. Never `set -x`: secrets pass through here.
+set -Eeuo pipefail
+# shellcheck source=lib/common.sh
+. /usr/local/lib/homelab/common.sh
+
+if [ "$#" -gt 0 ]; then
+  # `docker run IMAGE some command`: run it (handy for debugging: docker run --rm IMAGE bash)
+  exec "$@"
+fi
+
+HOMELAB_ROLE="${HOMELAB_ROLE:-}"
+HOMELAB_PRIMARY_PORT="${HOMELAB_PRIMARY_PORT:-5432}"
+HOMELAB_REPLICATION_USER="${HOMELAB_REPLICATION_USER:-replicator}"
+HOMELAB_PRIMARY_WAIT_SECONDS="${HOMELAB_PRIMARY_WAIT_SECONDS:-600}"
+HOMELAB_SHUTDOWN_MODE="${HOMELAB_SHUTDOWN_MODE:-fast}"
+HOMELAB_PGBACKREST_SERVER="${HOMELAB_PGBACKREST_SERVER:-auto}"   # auto | off
+export HOMELAB_ROLE
+
+is_root || die "the entrypoint must start as root (it fixes ownership, then drops to postgres)"
+
+case "$HOMELAB_SHUTDOWN_MODE" in
+  smart) PG_STOP_SIGNAL=TERM ;;
+  fast) PG_STOP_SIGNAL=INT ;;
+  immediate) PG_STOP_SIGNAL=QUIT ;;
+  *) die "HOMELAB_SHUTDOWN_MODE must be smart, fast or immediate (got '$HOMELAB_SHUTDOWN_MODE')" ;;
+esac
+
+# ------------------------------------------------------------------------------------------ supervision
+PG_PID=""
+BR_PID=""
+STOPPING=0
+
+on_signal() {
+  local sig="$1"
+  if [ "$STOPPING" = 0 ]; then
+    log "received SIG$sig: stopping (postgres: $HOMELAB_SHUTDOWN_MODE shutdown)"
+  fi
+  STOPPING=1
+  [ -n "$PG_PID" ] && kill "-$PG_STOP_SIGNAL" "$PG_PID" 2>/dev/null || true
+  [ -n "$BR_PID" ] && kill -TERM "$BR_PID" 2>/dev/null || true
+  rm -f "$READY_FILE"
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+trap 'on_signal QUIT' QUIT
+
+start_pgbackrest_server() {
+  if [ "$HOMELAB_PGBACKREST_SERVER" = off ]; then return 0; fi
+  if ! pgbackrest_server_configured; then
+    log "pgbackrest.conf has no tls-server-cert-file: not starting the pgBackRest TLS server"
+    return 0
+  fi
+  "${AS_POSTGRES[@]}" /usr/bin/pgbackrest server &
+  BR_PID=$!
+  log "pgbackrest server started (pid $BR_PID)"
+}
+
+start_postgres() {
+  "${AS_POSTGRES[@]}" postgres -D "$PGDATA" &
+  PG_PID=$!
+  log "postgres started (pid $PG_PID)"
+}
+
+# wait until postgres accepts local connections; false if it died or we are stopping
+wait_postgres_ready() {
+  while :; do
+    [ "$STOPPING" = 0 ] || return 1
+    kill -0 "$PG_PID" 2>/dev/null || return 1
+    case "$(postmaster_status)" in
+      ready|standby) if local_pg_isready; then return 0; fi ;;
+    esac
+    sleep 0.2
+  done
+}
+
+# Wait for our children until postgres (or, on the repository, the server) exits; restart the background
+# pgbackrest server if it dies while postgres runs. Exit with postgres' status (0 after a requested stop).
+supervise() {
+  local main_pid="$1" done_pid rc
+  set +e
+  while :; do
+    done_pid=""
+    wait -n -p done_pid
+    rc=$?
+    [ -n "${done_pid:-}" ] || continue         # interrupted by a trapped signal (wait unsets the var)
+    if [ "$done_pid" = "$main_pid" ]; then
+      break
+    fi
+    if [ "$done_pid" = "$BR_PID" ]; then
+      BR_PID=""
+      if [ "$STOPPING" = 0 ]; then
+        warn "pgbackrest server exited (rc=$rc); restarting it in 2s"
+        sleep 2
+        start_pgbackrest_server
+      fi
+    fi
+  done
+  rm -f "$READY_FILE"
+  if [ -n "$BR_PID" ]; then
+    kill -TERM "$BR_PID" 2>/dev/null
+    wait "$BR_PID" 2>/dev/null
+  fi
+  if [ "$STOPPING" = 1 ]; then
+    log "stopped (main process rc=$rc)"
+    # smart/fast shutdown exits 0; report a requested stop as clean unless postgres failed for real
+    [ "$rc" -le 128 ] || rc=0
+    exit "$rc"
+  fi
+  log "main process exited unexpectedly (rc=$rc)"
+  [ "$rc" != 0 ] || rc=1
+  exit "$rc"
+}
+
+# Run a command (not a shell function: see AS_POSTGRES) in the background and wait for it, so a SIGTERM
+# to PID 1 is handled at once (the trap runs, the command is terminated). Returns the command's status.
+run_interruptible() {
+  local pid rc
+  "$@" &
+  pid=$!
+  while :; do
+    wait "$pid"
+    rc=$?
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$STOPPING" = 0 ] || kill -TERM "$pid" 2>/dev/null || true
+  done
+  return "$rc"
+}
+
+# ------------------------------------------------------------------------------------------ role steps
+common_db_setup() {
+  ensure_runtime_dirs
+  rm -f "$READY_FILE"
+  install_tls
+  install_pgbackrest_conf
+  install_passfile
+  fix_pgdata_ownership
+}
+
+initdb_primary() {
+  local pwfile
+  pwfile="$(mktemp "$HOMELAB_RUN/initdb-pw.XXXXXX")"
+  # a superuser password that is never used over the network (local auth is peer); then thrown away
+  head -c 32 /dev/urandom | base64 | tr -d '\n=+/' >"$pwfile"
+  chown postgres:postgres "$pwfile"
+  chmod 0600 "$pwfile"
+  log "initialising a new cluster in $PGDATA (data checksums on)"
+  # shellcheck disable=SC2086
+  if ! as_postgres initdb -D "$PGDATA" --data-checksums --auth-local=peer --auth-host=scram-sha-256 \
+        -U postgres --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
+        --locale-provider=builtin --builtin-locale=C.UTF-8 ${HOMELAB_INITDB_ARGS:-} >&2; then
+    rm -f "$pwfile"
+    die "initdb failed"
+  fi
+  rm -f "$pwfile"
+}
+
+sync_roles() {
+  if [ ! -f "$HOMELAB_ETC/roles.json" ]; then
+    log "no $HOMELAB_ETC/roles.json: no roles to create"
+    return 0
+  fi
+  local in_recovery
+  in_recovery="$(as_postgres psql -X -Atq -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres \
+                  -c 'select pg_is_in_recovery()')" || return 1
+  if [ "$in_recovery" = t ]; then
+    log "server is in recovery: roles are not synced here"
+    return 0
+  fi
+  log "syncing roles and databases from $HOMELAB_ETC/roles.json"
+  # the SQL (SCRAM verifiers, never plaintext) goes through a pipe, never to a log
+  homelab-sync-roles "$HOMELAB_ETC/roles.json" \
+    | as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres
+}
+
+mark_ready() {
+  : >"$READY_FILE"
+  log "ready"
+}
+
+run_database() {
+  # $1: sync-roles | no-sync
+  install_pgdata_config
+  start_pgbackrest_server
+  start_postgres
+  if wait_postgres_ready; then
+    if [ "$1" = sync-roles ]; then
+      if ! sync_roles; then
+        log "role sync failed: stopping"
+        on_signal TERM
+        STOPPING=0   # report as a failure, not as a requested stop
+      else
+        mark_ready
+      fi
+    else
+      mark_ready
+    fi
+  fi
+  supervise "$PG_PID"
+}
+
+role_primary() {
+  common_db_setup
+  case "$(pgdata_state)" in
+    empty) initdb_primary ;;
+    cluster) log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not initialising" ;;
+    partial) die "$PGDATA has PG_VERSION but no global/pg_control: refusing to touch it (inspect by hand)" ;;
+    foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to initialise over it (a mount point with lost+found? use a subdirectory)" ;;
+  esac
+  run_database sync-roles
+}
+
+replica_clone() {
+  local host="${HOMELAB_PRIMARY_HOST:?HOMELAB_PRIMARY_HOST is required for a replica}"
+  local port="$HOMELAB_PRIMARY_PORT" slot="${HOMELAB_REPLICATION_SLOT:-}" app="${HOMELAB_APPLICATION_NAME:-}"
+  local user="$HOMELAB_REPLICATION_USER"
+  valid_name "$host" || die "HOMELAB_PRIMARY_HOST '$host' is not a plain host name"
+  [[ "$port" =~ ^[0-9]+$ ]] || die "HOMELAB_PRIMARY_PORT '$port' is not a number"
+  [ -z "$slot" ] || [[ "$slot" =~ ^[a-z0-9_]{1,63}$ ]] || die "HOMELAB_REPLICATION_SLOT '$slot' must match [a-z0-9_]{1,63}"
+  [ -z "$app" ] || valid_name "$app" || die "HOMELAB_APPLICATION_NAME '$app' must match [A-Za-z0-9._-]+"
+  grep -q "^\*:\*:\*:${user}:" "$PASSFILE" 2>/dev/null \
+    || die "no $HOMELAB_ETC/secrets/${user}.password: the replica cannot authenticate to the primary"
+
+  local conninfo="host=$host port=$port user=$user passfile=$PASSFILE sslmode=prefer connect_timeout=5"
+  [ -n "$app" ] && conninfo="$conninfo application_name=$app"
+  local deadline=$(( $(date +%s) + HOMELAB_PRIMARY_WAIT_SECONDS )) attempt=0 slot_type create_opt
+  log "cloning from $host:$port as $user (slot '${slot:-none}', waiting up to ${HOMELAB_PRIMARY_WAIT_SECONDS}s)"
+  while :; do
+    [ "$STOPPING" = 0 ] || exit 0
+    attempt=$((attempt + 1))
+    if pg_isready -q -h "$host" -p "$port" -t 3; then
+      create_opt=()
+      if [ -n "$slot" ]; then
+        # (-R: standby.signal comes with the clone itself, so a crash right after it cannot leave a node that
+        # would start as a primary; libpq leaves a passfile password out of the primary_conninfo it writes)
+        # READ_REPLICATION_SLOT (PG 15+) on a physical replication connection: slot_type is empty when
+        # the slot does not exist; then pg_basebackup creates it (-C).
+        if slot_type="$(as_postgres psql -X -Atq -d "$conninfo replication=true dbname=replication" \
+                          -c "READ_REPLICATION_SLOT $slot" 2>/dev/null)"; then
+          slot_type="${slot_type%%|*}"
+          if [ "$slot_type" = physical ]; then
+            log "replication slot '$slot' exists on the primary: reusing it"
+            create_opt=(-S "$slot")
+          else
+            log "replication slot '$slot' does not exist: pg_basebackup will create it"
+            create_opt=(-S "$slot" -C)
+          fi
+        else
+          create_opt=(UNREADY)
+        fi
+      fi
+      if [ "${create_opt[0]:-}" != UNREADY ]; then
+        if run_interruptible "${AS_POSTGRES[@]}" pg_basebackup -d "$conninfo" -D "$PGDATA" -X stream -c fast -R \
+             --no-password "${create_opt[@]}" >&2; then
+          log "base backup done (attempt $attempt)"
+          break
+        fi
+        # pg_basebackup removes what it wrote on failure; make sure nothing half-made stays
+        find "$PGDATA" -mindepth 1 -delete 2>/dev/null || true
+        [ "$STOPPING" = 0 ] || exit 0
+      fi
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      die "primary $host:$port not usable for a base backup after ${HOMELAB_PRIMARY_WAIT_SECONDS}s"
+    fi
+    [ $((attempt % 5)) != 1 ] || log "primary $host:$port not ready for a base backup yet (attempt $attempt); retrying"
+    run_interruptible sleep 2 || true
+  done
+}
+
+role_replica() {
+  common_db_setup
+  local cloned=0
+  case "$(pgdata_state)" in
+    partial)
+      warn "$PGDATA has PG_VERSION but no global/pg_control: an interrupted clone; wiping it and cloning again"
+      find "$PGDATA" -mindepth 1 -delete
+      replica_clone
+      cloned=1
+      ;;
+    empty) replica_clone; cloned=1 ;;
+    cluster) log "existing cluster in $PGDATA: not cloning" ;;
+    foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to clone over it" ;;
+  esac
+  if [ "$cloned" = 1 ]; then
+    # a fresh clone must never start as a primary: standby.signal + primary_conninfo before anything else
+    as_postgres homelab-configure-standby
+  elif [ -f "$PGDATA/standby.signal" ]; then
+    # (re)write primary_conninfo/primary_slot_name from the env, so re-pointing a replica is an env change
+    if [ -n "${HOMELAB_PRIMARY_HOST:-}" ]; then
+      as_postgres homelab-configure-standby
+    fi
+  else
+    warn "no standby.signal in $PGDATA: this node was promoted; starting it as a primary"
+  fi
+  run_database no-sync
+}
+
+role_restored() {
+  common_db_setup
+  case "$(pgdata_state)" in
+    cluster) ;;
+    *) die "HOMELAB_ROLE=restored needs an existing cluster in $PGDATA (state: $(pgdata_state))" ;;
+  esac
+  run_database no-sync
+}
+
+role_restore() {
+  common_db_setup
+  if [ -e "$START_REQUEST_FILE" ]; then
+    log "start was requested earlier (homelab-start): starting postgres"
+    role_restored
+    return
+  fi
+  log "idle: restore into $PGDATA with 'docker exec <ctr> pgbackrest --stanza=<stanza> restore ...', then 'docker exec <ctr> homelab-start'"
+  mark_ready
+  while [ "$STOPPING" = 0 ] && [ ! -e "$START_REQUEST_FILE" ]; do
+    sleep 0.2 &
+    wait $! 2>/dev/null || true
+  done
+  if [ "$STOPPING" = 1 ]; then
+    log "stopped while idle"
+    exit 0
+  fi
+  rm -f "$READY_FILE"
+  log "start requested: starting postgres on the restored data directory"
+  fix_pgdata_ownership
+  role_restored
+}
+
+role_repository() {
+  ensure_runtime_dirs
+  rm -f "$READY_FILE"
+  install_tls
+  install_pgbackrest_conf
+  install -d -o postgres -g postgres -m 0750 "$PGBR_REPO"
+  if [ "$(stat -c %U:%G "$PGBR_REPO")" != postgres:postgres ]; then chown postgres:postgres "$PGBR_REPO"; fi
+  find "$PGBR_REPO" -xdev \( ! -user postgres -o ! -group postgres \) -exec chown -h postgres:postgres {} + 2>/dev/null || true
+  pgbackrest_server_configured || die "$PGBR_CONF has no tls-server-cert-file: the repository host needs the TLS server"
+  start_pgbackrest_server
+  local i
+  for i in $(seq 1 100); do
+    [ "$STOPPING" = 0 ] || break
+    kill -0 "$BR_PID" 2>/dev/null || break
+    if homelab-health >/dev/null 2>&1; then
+      mark_ready
+      break
+    fi
+    sleep 0.2
+  done
+  # on the repository the server is the main process: when it exits, the container exits
+  local main="$BR_PID"
+  supervise_repository "$main"
+}
+
+supervise_repository() {
+  local main_pid="$1" rc
+  set +e
+  while :; do
+    wait "$main_pid"
+    rc=$?
+    kill -0 "$main_pid" 2>/dev/null || break
+  done
+  rm -f "$READY_FILE"
+  if [ "$STOPPING" = 1 ]; then log "stopped"; exit 0; fi
+  log "pgbackrest server exited unexpectedly (rc=$rc)"
+  [ "$rc" != 0 ] || rc=1
+  exit "$rc"
+}
+
+log "starting (image homelab/postgres, PostgreSQL $(postgres -V | awk '{print $3}'), $(/usr/bin/pgbackrest version))"
+case "$HOMELAB_ROLE" in
+  primary) role_primary ;;
+  replica) role_replica ;;
+  repository) role_repository ;;
+  restore) role_restore ;;
+  restored) role_restored ;;
+  "") die "HOMELAB_ROLE is not set (primary | replica | repository | restore | restored)" ;;
+  *) die "unknown HOMELAB_ROLE '$HOMELAB_ROLE' (primary | replica | repository | restore | restored)" ;;
+esac
