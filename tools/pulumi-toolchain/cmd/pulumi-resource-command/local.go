@@ -165,7 +165,8 @@ func globFiles(base string, patterns []string) ([]string, error) {
 	return out, err
 }
 
-// globRegexp turns a glob (`*`, `?`, `**`, `[...]`) into an anchored regexp over slash paths.
+// globRegexp turns a glob (`*`, `?`, `**`, `[...]`) into an anchored regexp over slash paths,
+// with the semantics the SDK documents (github.com/gobwas/glob with '/' as separator).
 func globRegexp(g string) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("^")
@@ -175,12 +176,7 @@ func globRegexp(g string) (*regexp.Regexp, error) {
 		case '*':
 			if i+1 < len(g) && g[i+1] == '*' {
 				i++
-				if i+1 < len(g) && g[i+1] == '/' {
-					i++
-					b.WriteString("(?:.*/)?")
-				} else {
-					b.WriteString(".*")
-				}
+				b.WriteString(".*") // `**` crosses directories
 			} else {
 				b.WriteString("[^/]*")
 			}
