@@ -29,8 +29,6 @@
 #   HOMELAB_TOOLCHAIN_OFFLINE=1  skip the release download attempt
 #   HOMELAB_TOOLCHAIN_FROM_SOURCE=1  skip steps 1 and 2: always use the Go build
 
-set -o pipefail
-
 TOOLCHAIN_SCRIPT_VERSION=1
 
 _tc_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd); }
@@ -81,7 +79,7 @@ _tc_fingerprint() { # [cmd dir name]
     printf '%s\n' "script=$TOOLCHAIN_SCRIPT_VERSION pulumi=$TC_PULUMI_VERSION command=$TC_COMMAND_VERSION"
     [ "$go" = none ] || "$go" env GOVERSION GOOS GOARCH
     cat "$mod/go.mod" "$mod/go.sum"
-    if [ -n "${1:-}" ]; then find "$mod/cmd/$1" -type f | LC_ALL=C sort | xargs cat; fi
+    if [ -n "${1:-}" ]; then find "$mod/cmd/$1" -type f -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat; fi
   } | sha256sum | cut -c1-16
 }
 
@@ -334,6 +332,7 @@ toolchain_main() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -o pipefail
   toolchain_main "$@"
   exit $?
 fi
