@@ -1,0 +1,164 @@
+// Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
+// topology gives it (ARCHITECTURE.md "Data flow" step 5). One interface, one implementation per platform;
+// docker today, libvirt/ssh refused loudly until written.
+import { docker, sleep, type RunResult } from "../../components/platform/docker-cli.ts";
+import type { Topology, TopologyNode } from "../../components/topology.ts";
+
+/** What node control needs of a topology node. */
+export type ControlledNode = Pick<TopologyNode, "name" | "handle" | "dataVolumes">;
+
+export type ExecResult = RunResult;
+
+export interface ExecOptions {
+  /** User inside the node (default: the image's). */
+  user?: string;
+  /** Bytes for the command's stdin (never logged: may carry secrets). */
+  input?: string | Buffer;
+  /** Resolve with a non-zero exit code instead of rejecting. */
+  allowFailure?: boolean;
+  timeoutMs?: number;
+  env?: Record<string, string>;
+}
+
+export interface NodeControl {
+  readonly platform: string;
+  /** Hard crash: SIGKILL (container kill / VM destroy); resolves once the node is down. */
+  kill(node: ControlledNode, signal?: string): Promise<void>;
+  /** Orderly stop: SIGTERM, then SIGKILL after `timeoutS`. */
+  stop(node: ControlledNode, timeoutS: number): Promise<void>;
+  start(node: ControlledNode): Promise<void>;
+  exec(node: ControlledNode, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>;
+  isRunning(node: ControlledNode): Promise<boolean>;
+  /**
+   * "Loses the disk": removes the node's data volumes. The node must be down (kill or stop it first: the
+   * fault is the drill's to inject); on docker its stopped container goes too, since a volume a container
+   * references cannot be removed. The node must then be re-created. Returns the volumes removed.
+   */
+  removeDataVolumes(node: ControlledNode): Promise<string[]>;
+  /** Resolves when the node reports healthy (or is running, when it has no health check). */
+  waitHealthy(node: ControlledNode, timeoutMs: number): Promise<void>;
+}
+
+export class UnsupportedPlatformError extends Error {}
+
+function dockerHandle(node: ControlledNode): { container: string; dockerHost?: string } {
+  if (node.handle.kind !== "docker") throw new UnsupportedPlatformError(`node ${node.name}: handle kind ${node.handle.kind} is not a docker handle`);
+  return node.handle;
+}
+
+export class DockerNodeControl implements NodeControl {
+  readonly platform = "docker";
+
+  private run(node: ControlledNode, args: string[], opts: { input?: string | Buffer; allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+    const h = dockerHandle(node);
+    // A remote engine (ssh://nuc) is addressed per node, like the stack was built.
+    const env = h.dockerHost ? { ...process.env, DOCKER_HOST: h.dockerHost } : process.env;
+    return docker(args, { ...opts, env });
+  }
+
+  private async state(node: ControlledNode): Promise<{ exists: boolean; status: string; health: string }> {
+    const r = await this.run(node, ["inspect", "--format", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", dockerHandle(node).container], { allowFailure: true });
+    if (r.code !== 0) return { exists: false, status: "missing", health: "none" };
+    const [status = "", health = "none"] = r.stdout.trim().split("/");
+    return { exists: true, status, health };
+  }
+
+  async kill(node: ControlledNode, signal = "KILL"): Promise<void> {
+    const { container } = dockerHandle(node);
+    await this.run(node, ["kill", "--signal", signal, container]);
+    if (signal !== "KILL" && signal !== "SIGKILL" && signal !== "9") return;
+    const deadline = Date.now() + 15_000;
+    while (await this.isRunning(node)) {
+      if (Date.now() > deadline) throw new Error(`${node.name}: container ${container} still running 15 s after SIG${signal.replace(/^SIG/, "")}`);
+      await sleep(50);
+    }
+  }
+
+  async stop(node: ControlledNode, timeoutS: number): Promise<void> {
+    await this.run(node, ["stop", "--time", String(Math.max(0, Math.round(timeoutS))), dockerHandle(node).container], { timeoutMs: (timeoutS + 30) * 1000 });
+  }
+
+  async start(node: ControlledNode): Promise<void> {
+    await this.run(node, ["start", dockerHandle(node).container]);
+  }
+
+  exec(node: ControlledNode, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    if (argv.length === 0) throw new Error(`exec on ${node.name}: empty command`);
+    const args = ["exec"];
+    if (opts.input !== undefined) args.push("-i");
+    if (opts.user) args.push("--user", opts.user);
+    for (const [k, v] of Object.entries(opts.env ?? {})) args.push("--env", `${k}=${v}`);
+    args.push(dockerHandle(node).container, ...argv);
+    return this.run(node, args, { input: opts.input, allowFailure: opts.allowFailure, timeoutMs: opts.timeoutMs }).catch((e: Error) => {
+      // docker() names only "docker exec <container>"; say which node and which program failed.
+      throw new Error(`${node.name}: ${argv[0]} failed: ${e.message}`);
+    });
+  }
+
+  async isRunning(node: ControlledNode): Promise<boolean> {
+    const s = await this.state(node);
+    return s.status === "running" || s.status === "restarting";
+  }
+
+  async removeDataVolumes(node: ControlledNode): Promise<string[]> {
+    const { container } = dockerHandle(node);
+    const s = await this.state(node);
+    if (s.status === "running" || s.status === "restarting" || s.status === "paused") {
+      throw new Error(`${node.name} is ${s.status}: kill or stop it before removing its data volumes`);
+    }
+    if (s.exists) await this.run(node, ["rm", container]);
+    const removed: string[] = [];
+    for (const volume of node.dataVolumes) {
+      const r = await this.run(node, ["volume", "rm", volume], { allowFailure: true });
+      if (r.code === 0) removed.push(volume);
+      else if (!/no such volume/i.test(r.stderr)) throw new Error(`${node.name}: docker volume rm ${volume} failed: ${r.stderr.trim()}`);
+    }
+    return removed;
+  }
+
+  async waitHealthy(node: ControlledNode, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = { exists: false, status: "missing", health: "none" };
+    while (Date.now() < deadline) {
+      last = await this.state(node);
+      if (last.status === "running" && (last.health === "healthy" || last.health === "none")) return;
+      if (last.status === "exited" || last.status === "dead" || !last.exists) break;
+      await sleep(100);
+    }
+    const logs = last.exists ? await this.run(node, ["logs", "--tail", "20", dockerHandle(node).container], { allowFailure: true }) : undefined;
+    const tail = logs ? `; last log lines:\n${(logs.stdout + logs.stderr).trim()}` : "";
+    throw new Error(`${node.name} did not become healthy within ${formatMs(timeoutMs)} (state ${last.status}/${last.health})${tail}`);
+  }
+}
+
+const formatMs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+
+/** Node control for every node of a topology; refuses platforms drills cannot drive yet. */
+export function controlFor(topology: Pick<Topology, "platform" | "nodes">): NodeControl {
+  const foreign = topology.nodes.find((n) => n.handle.kind !== "docker");
+  if (topology.platform !== "docker" || foreign) {
+    const kind = foreign?.handle.kind ?? topology.platform;
+    throw new UnsupportedPlatformError(`platform ${kind} not supported by drills yet${foreign ? ` (node ${foreign.name} has a ${foreign.handle.kind} handle)` : ""}; drills drive docker nodes only`);
+  }
+  return new DockerNodeControl();
+}
+
+/** Reads a secret file on a node (root inside it). The value is never logged; errors name only the path. */
+export async function readSecret(ctl: NodeControl, node: ControlledNode, path: string): Promise<string> {
+  const r = await ctl.exec(node, ["cat", "--", path], { allowFailure: true, timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`${node.name}: cannot read secret file ${path} (exit ${r.code}): ${r.stderr.trim()}`);
+  const value = r.stdout.replace(/\r?\n$/, "");
+  if (value === "") throw new Error(`${node.name}: secret file ${path} is empty`);
+  return value;
+}
+
+/**
+ * Runs SQL on a PostgreSQL node as the OS user postgres over the local socket (peer auth), unaligned and
+ * tuples-only: what a drill uses to ask a node about itself (pg_is_in_recovery, LSNs) even when the network
+ * path is broken. Rejects with psql's error unless allowFailure.
+ */
+export async function psqlOnNode(ctl: NodeControl, node: ControlledNode, sql: string, opts: { database?: string; timeoutMs?: number } = {}): Promise<string> {
+  const r = await ctl.exec(node, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", opts.database ?? "postgres", "-c", sql], { user: "postgres", allowFailure: true, timeoutMs: opts.timeoutMs ?? 10_000 });
+  if (r.code !== 0) throw new Error(`${node.name}: psql failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  return r.stdout.trim();
+}
