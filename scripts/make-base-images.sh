@@ -17,6 +17,7 @@
 #   DEBIAN_SECURITY_MIRROR   security mirror URL (default: from host sources, else
 #                            http://deb.debian.org/debian-security)
 #   HOMELAB_CACHE_DIR        cache root (default ~/.cache/homelab-data)
+#   BASE_IMAGE_REPO          repository part of the image names (default debian -> debian:<suite>-slim)
 set -euo pipefail
 
 log() { printf '[make-base-images] %s\n' "$*" >&2; }
@@ -29,7 +30,7 @@ SUITES=()
 for arg in "$@"; do
   case "$arg" in
     --refresh) REFRESH=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     *) SUITES+=("$arg") ;;
   esac
@@ -171,7 +172,7 @@ import_tarball() {
 
 T_ALL="$(now)"
 for suite in "${SUITES[@]}"; do
-  image="debian:${suite}-slim"
+  image="${BASE_IMAGE_REPO:-debian}:${suite}-slim"
   tarball="${CACHE_DIR}/${suite}-minbase-${ARCH}.tar.gz"
   t0="$(now)"
   if [ "$REFRESH" = 0 ] && image_present "$image"; then

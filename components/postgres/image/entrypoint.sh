@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # homelab/postgres entrypoint (PID 1). One image, the role comes from HOMELAB_ROLE:
 #   primary     initdb on an empty PGDATA, sync roles/databases from /etc/homelab/roles.json, run postgres
+#   primary-from-backup  like primary, but an empty PGDATA is filled by `pgbackrest restore` (latest backup
+#               + archived WAL to its end, then promotion) instead of initdb
 #   replica     pg_basebackup from HOMELAB_PRIMARY_HOST on an empty PGDATA (physical slot), run as standby
-#   repository  pgBackRest repository host: `pgbackrest server` (TLS) with the repo in /var/lib/pgbackrest
+#   repository  pgBackRest repository host: `pgbackrest server` (TLS) with the repo in /var/lib/pgbackrest,
+#               plus /etc/homelab/crontab (scheduled backups) run by homelab-cron
 #   restore     idle (for drills): `pgbackrest restore` into the empty PGDATA with docker exec, then
 #               `homelab-start` makes this PID 1 start postgres on it (as `restored` would)
 #   restored    run postgres on an existing PGDATA (restored or otherwise); never initialises
@@ -39,6 +42,7 @@ esac
 # ------------------------------------------------------------------------------------------ supervision
 PG_PID=""
 BR_PID=""
+CRON_PID=""
 STOPPING=0
 
 on_signal() {
@@ -49,6 +53,7 @@ on_signal() {
   STOPPING=1
   [ -n "$PG_PID" ] && kill "-$PG_STOP_SIGNAL" "$PG_PID" 2>/dev/null || true
   [ -n "$BR_PID" ] && kill -TERM "$BR_PID" 2>/dev/null || true
+  [ -n "$CRON_PID" ] && kill -TERM "$CRON_PID" 2>/dev/null || true
   rm -f "$READY_FILE"
 }
 trap 'on_signal TERM' TERM
@@ -64,6 +69,14 @@ start_pgbackrest_server() {
   "${AS_POSTGRES[@]}" /usr/bin/pgbackrest server &
   BR_PID=$!
   log "pgbackrest server started (pid $BR_PID)"
+}
+
+# repository host only: /etc/homelab/crontab (scheduled backups) run by homelab-cron as postgres
+start_cron() {
+  [ -f "$PGBR_CRONTAB" ] || return 0
+  "${AS_POSTGRES[@]}" homelab-cron "$PGBR_CRONTAB" &
+  CRON_PID=$!
+  log "homelab-cron started for $PGBR_CRONTAB (pid $CRON_PID)"
 }
 
 start_postgres() {
@@ -84,10 +97,11 @@ wait_postgres_ready() {
   done
 }
 
-# Wait for our children until postgres (or, on the repository, the server) exits; restart the background
-# pgbackrest server if it dies while postgres runs. Exit with postgres' status (0 after a requested stop).
+# Wait for our children until the main one exits (postgres; on the repository, the pgBackRest server);
+# restart a background helper (pgbackrest server, homelab-cron) that dies meanwhile. Exit with the main
+# process' status (0 after a requested stop).
 supervise() {
-  local main_pid="$1" done_pid rc
+  local main_pid="$1" done_pid rc=0
   set +e
   while :; do
     done_pid=""
@@ -104,13 +118,22 @@ supervise() {
         sleep 2
         start_pgbackrest_server
       fi
+    elif [ "$done_pid" = "$CRON_PID" ]; then
+      CRON_PID=""
+      if [ "$STOPPING" = 0 ]; then
+        warn "homelab-cron exited (rc=$rc); restarting it in 10s"
+        sleep 10
+        start_cron
+      fi
     fi
   done
   rm -f "$READY_FILE"
-  if [ -n "$BR_PID" ]; then
-    kill -TERM "$BR_PID" 2>/dev/null
-    wait "$BR_PID" 2>/dev/null
-  fi
+  local p
+  for p in "$BR_PID" "$CRON_PID"; do
+    [ -n "$p" ] && [ "$p" != "$main_pid" ] || continue
+    kill -TERM "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
   if [ "$STOPPING" = 1 ]; then
     log "stopped (main process rc=$rc)"
     # smart/fast shutdown exits 0; report a requested stop as clean unless postgres failed for real
@@ -170,13 +193,21 @@ sync_roles() {
     log "no $HOMELAB_ETC/roles.json: no roles to create"
     return 0
   fi
-  local in_recovery
-  in_recovery="$(as_postgres psql -X -Atq -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres \
-                  -c 'select pg_is_in_recovery()')" || return 1
-  if [ "$in_recovery" = t ]; then
-    log "server is in recovery: roles are not synced here"
-    return 0
-  fi
+  local in_recovery waited=0
+  while :; do
+    in_recovery="$(as_postgres psql -X -Atq -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres \
+                    -c 'select pg_is_in_recovery()')" || return 1
+    [ "$in_recovery" = t ] || break
+    if [ -f "$PGDATA/standby.signal" ] || [ ! -f "$PGDATA/recovery.signal" ]; then
+      log "server is a standby: roles are not synced here"
+      return 0
+    fi
+    # archive recovery (recovery.signal) that ends in promotion: sync once the server is writable
+    [ "$waited" = 1 ] || log "archive recovery in progress: roles are synced after promotion"
+    waited=1
+    [ "$STOPPING" = 0 ] && kill -0 "$PG_PID" 2>/dev/null || return 1
+    sleep 1
+  done
   log "syncing roles and databases from $HOMELAB_ETC/roles.json"
   # the SQL (SCRAM verifiers, never plaintext) goes through a pipe, never to a log
   homelab-sync-roles "$HOMELAB_ETC/roles.json" \
@@ -218,6 +249,40 @@ role_primary() {
     foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to initialise over it (a mount point with lost+found? use a subdirectory)" ;;
   esac
   run_database sync-roles
+}
+
+# primary-from-backup: fill the empty PGDATA with the repository's latest backup; PostgreSQL then replays
+# the archived WAL to its end and promotes itself (new timeline), and keeps archiving into the stanza.
+restore_from_repository() {
+  local stanza="${HOMELAB_STANZA:?HOMELAB_STANZA is required for primary-from-backup}"
+  local wait_s="${HOMELAB_REPO_WAIT_SECONDS:-600}" deadline attempt=0 out code
+  [ -f "$PGBR_CONF" ] || die "no $PGBR_CONF: primary-from-backup needs pgbackrest.conf (repo1-host...)"
+  deadline=$(( $(date +%s) + wait_s ))
+  log "bootstrapping from the latest backup of stanza '$stanza' (waiting up to ${wait_s}s for the repository)"
+  while :; do
+    [ "$STOPPING" = 0 ] || exit 0
+    attempt=$((attempt + 1))
+    code=""
+    if out="$(as_postgres /usr/bin/pgbackrest --stanza="$stanza" --output=json info 2>/dev/null)"; then
+      code="$(printf '%s' "$out" | perl -MJSON::PP -e '
+        my $j = eval { decode_json(join "", <STDIN>) } or exit 0;
+        my $s = $j->[0] or exit 0;
+        my $n = scalar @{ $s->{backup} // [] };
+        print $n > 0 ? "ok" : "code$s->{status}{code}";')"
+    fi
+    case "$code" in
+      ok) break ;;
+      code1|code2|code3)
+        die "stanza '$stanza' has no backup to restore ($code: $(printf '%s' "$out" | perl -MJSON::PP -e 'print eval { decode_json(join "", <STDIN>)->[0]{status}{message} } // ""')); use bootstrapFrom: initdb" ;;
+    esac
+    [ "$(date +%s)" -lt "$deadline" ] || die "repository not usable after ${wait_s}s (pgbackrest info fails)"
+    [ $((attempt % 5)) != 1 ] || log "repository not ready yet (attempt $attempt); retrying"
+    run_interruptible sleep 3 || true
+  done
+  log "pgbackrest restore (latest backup, then the archive to its end)"
+  run_interruptible "${AS_POSTGRES[@]}" /usr/bin/pgbackrest --stanza="$stanza" restore >&2 \
+    || { [ "$STOPPING" = 0 ] || exit 0; die "pgbackrest restore failed"; }
+  log "restore done"
 }
 
 replica_clone() {
@@ -276,6 +341,17 @@ replica_clone() {
     [ $((attempt % 5)) != 1 ] || log "primary $host:$port not ready for a base backup yet (attempt $attempt); retrying"
     run_interruptible sleep 2 || true
   done
+}
+
+role_primary_from_backup() {
+  common_db_setup
+  case "$(pgdata_state)" in
+    empty) restore_from_repository ;;
+    cluster) log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not restoring" ;;
+    partial) die "$PGDATA has PG_VERSION but no global/pg_control: refusing to touch it (inspect by hand)" ;;
+    foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to restore over it" ;;
+  esac
+  run_database sync-roles
 }
 
 role_replica() {
@@ -347,11 +423,19 @@ role_repository() {
   if [ "$(stat -c %U:%G "$PGBR_REPO")" != postgres:postgres ]; then chown postgres:postgres "$PGBR_REPO"; fi
   find "$PGBR_REPO" -xdev \( ! -user postgres -o ! -group postgres \) -exec chown -h postgres:postgres {} + 2>/dev/null || true
   pgbackrest_server_configured || die "$PGBR_CONF has no tls-server-cert-file: the repository host needs the TLS server"
+  if [ -f "$HOMELAB_ETC/crontab" ]; then
+    install_file "$HOMELAB_ETC/crontab" "$PGBR_CRONTAB" root postgres 0640
+    as_postgres homelab-cron --check "$PGBR_CRONTAB" >/dev/null || die "$HOMELAB_ETC/crontab is not valid"
+    log "installed $PGBR_CRONTAB"
+  else
+    rm -f "$PGBR_CRONTAB"
+  fi
   start_pgbackrest_server
-  local i
+  local main="$BR_PID" i
+  start_cron
   for i in $(seq 1 100); do
     [ "$STOPPING" = 0 ] || break
-    kill -0 "$BR_PID" 2>/dev/null || break
+    kill -0 "$main" 2>/dev/null || break
     if homelab-health >/dev/null 2>&1; then
       mark_ready
       break
@@ -359,32 +443,17 @@ role_repository() {
     sleep 0.2
   done
   # on the repository the server is the main process: when it exits, the container exits
-  local main="$BR_PID"
-  supervise_repository "$main"
-}
-
-supervise_repository() {
-  local main_pid="$1" rc
-  set +e
-  while :; do
-    wait "$main_pid"
-    rc=$?
-    kill -0 "$main_pid" 2>/dev/null || break
-  done
-  rm -f "$READY_FILE"
-  if [ "$STOPPING" = 1 ]; then log "stopped"; exit 0; fi
-  log "pgbackrest server exited unexpectedly (rc=$rc)"
-  [ "$rc" != 0 ] || rc=1
-  exit "$rc"
+  supervise "$main"
 }
 
 log "starting (image homelab/postgres, PostgreSQL $(postgres -V | awk '{print $3}'), $(/usr/bin/pgbackrest version))"
 case "$HOMELAB_ROLE" in
   primary) role_primary ;;
+  primary-from-backup) role_primary_from_backup ;;
   replica) role_replica ;;
   repository) role_repository ;;
   restore) role_restore ;;
   restored) role_restored ;;
-  "") die "HOMELAB_ROLE is not set (primary | replica | repository | restore | restored)" ;;
-  *) die "unknown HOMELAB_ROLE '$HOMELAB_ROLE' (primary | replica | repository | restore | restored)" ;;
+  "") die "HOMELAB_ROLE is not set (primary | primary-from-backup | replica | repository | restore | restored)" ;;
+  *) die "unknown HOMELAB_ROLE '$HOMELAB_ROLE' (primary | primary-from-backup | replica | repository | restore | restored)" ;;
 esac

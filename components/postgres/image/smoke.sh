@@ -2,7 +2,8 @@
 # Smoke test of homelab/postgres:17 on the local Docker engine, for real:
 #   primary + streaming replica + pgBackRest repository host (TLS, self-signed CA made here) + a restore
 #   node; writes, replication, SCRAM+TLS logins, stanza-create/check/backup/info, restore into an empty
-#   volume, restart without re-init, no password in env/logs, clean SIGTERM shutdown.
+#   volume, restart without re-init, no password in env/logs, clean SIGTERM shutdown, scheduled jobs on
+#   the repository (homelab-cron), and a new primary bootstrapped from the repository (primary-from-backup).
 # Everything it creates (containers, network, volumes, temp dir) is labelled with a run id and removed
 # on exit, failure included.
 # Usage: components/postgres/image/smoke.sh     (env: HOMELAB_PG_IMAGE, default homelab/postgres:17;
@@ -14,8 +15,8 @@ ROOT="$(cd "$HERE/../../.." && pwd)"
 IMAGE="${HOMELAB_PG_IMAGE:-homelab/postgres:17}"
 RUN="hlpg-$(date +%H%M%S)-$$"
 NET="$RUN-net"
-PG1="$RUN-pg1"; PG2="$RUN-pg2"; REPO="$RUN-repo"; RST="$RUN-restore"
-NODES=("$PG1" "$PG2" "$REPO" "$RST")
+PG1="$RUN-pg1"; PG2="$RUN-pg2"; REPO="$RUN-repo"; RST="$RUN-restore"; PGFB="$RUN-pgfb"
+NODES=("$PG1" "$PG2" "$REPO" "$RST" "$PGFB")
 SLOT=replica_1
 APP_NAME=pg2
 STANZA=main
@@ -98,7 +99,7 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || { say "$IMAGE missing: building
 say "run $RUN, image $IMAGE ($(docker image inspect -f '{{.Id}}' "$IMAGE" | cut -c8-19))"
 
 docker network create --label "homelab-smoke=$RUN" "$NET" >/dev/null
-for v in pg1 pg2 repo restore; do docker volume create --label "homelab-smoke=$RUN" "$RUN-$v" >/dev/null; done
+for v in pg1 pg2 repo restore pgfb; do docker volume create --label "homelab-smoke=$RUN" "$RUN-$v" >/dev/null; done
 
 # TLS: one CA, one certificate per node (CN = SAN = container/host name; serverAuth+clientAuth because each
 # node is both a pgBackRest TLS server and a client). Made with the image's openssl, no host dependency.
@@ -114,10 +115,12 @@ docker run --rm --user "$(id -u):$(id -g)" -v "$TMP/tls:/out" -w /out "$IMAGE" b
   done' certs "${NODES[@]}"
 say "TLS CA and node certificates made"
 
-APP_PW="$(gen_password)"; REPL_PW="$(gen_password)"; MON_PW="$(gen_password)"
+APP_PW="$(gen_password)"; REPL_PW="$(gen_password)"; MON_PW="$(gen_password)"; RO_PW="$(gen_password)"
+SU_PW="$(gen_password)"
+ALL_PW=("$APP_PW" "$REPL_PW" "$MON_PW" "$RO_PW" "$SU_PW")
 subst() {
   sed -e "s/@REPO_HOST@/$REPO/g; s/@REPO_CN@/$REPO/g; s/@PRIMARY_HOST@/$PG1/g; s/@PRIMARY_CN@/$PG1/g" \
-      -e "s/@REPLICA_HOST@/$PG2/g; s/@REPLICA_CN@/$PG2/g; s/@RESTORE_CN@/$RST/g" "$1"
+      -e "s/@REPLICA_HOST@/$PG2/g; s/@REPLICA_CN@/$PG2/g; s/@RESTORE_CN@/$RST/g; s/@BOOTSTRAP_CN@/$PGFB/g" "$1"
 }
 # /etc/homelab/ for each node, as the Pulumi components deliver it (root-owned, modes don't matter)
 for n in "${NODES[@]}"; do
@@ -128,15 +131,18 @@ for n in "${NODES[@]}"; do
   cp "$TMP/tls/$n.key" "$d/tls/node.key"
   if [ "$n" = "$REPO" ]; then
     subst "$HERE/testdata/pgbackrest-repo.conf" >"$d/pgbackrest.conf"
+    cp "$HERE/testdata/crontab" "$d/crontab"
   else
     subst "$HERE/testdata/pgbackrest-db.conf" >"$d/pgbackrest.conf"
     cp "$HERE/testdata/postgresql.conf" "$HERE/testdata/pg_hba.conf" "$d/"
     printf '%s' "$REPL_PW" >"$d/secrets/replicator.password"
   fi
-  if [ "$n" = "$PG1" ]; then
+  if [ "$n" = "$PG1" ] || [ "$n" = "$PGFB" ]; then
     cp "$HERE/testdata/roles.json" "$d/roles.json"
     printf '%s\n' "$APP_PW" >"$d/secrets/app.password"     # trailing newline: must be ignored
     printf '%s' "$MON_PW" >"$d/secrets/monitor.password"
+    printf '%s' "$RO_PW" >"$d/secrets/analytics_ro.password"
+    printf '%s' "$SU_PW" >"$d/secrets/postgres.password"
   fi
   chmod -R go-rwx "$d"
 done
@@ -158,8 +164,13 @@ logs_have "$PG1" 'initialising a new cluster' || fail "primary did not initdb"
 [ "$(psql_on "$PG1" postgres "select rolreplication from pg_roles where rolname='replicator'")" = t ] || fail "replicator role missing"
 [ "$(psql_on "$PG1" postgres "select pg_get_userbyid(datdba) from pg_database where datname='app'")" = app ] || fail "database app not owned by app"
 [ "$(psql_on "$PG1" postgres "select pg_has_role('monitor','pg_monitor','member')")" = t ] || fail "monitor not in pg_monitor"
-[ "$(psql_on "$PG1" postgres "select rolpassword like 'SCRAM-SHA-256\$4096:%' from pg_authid where rolname='app'")" = t ] || fail "app password is not a SCRAM verifier"
-pass "primary initialised (checksums on), roles/databases created from roles.json with SCRAM verifiers"
+[ "$(psql_on "$PG1" postgres "select count(*) from pg_authid where rolname in ('app','replicator','analytics_ro','monitor','postgres') and rolpassword like 'SCRAM-SHA-256\$4096:%'")" = 5 ] \
+  || fail "not every role has a SCRAM verifier"
+[ "$(psql_on "$PG1" postgres "select pg_has_role('analytics_ro','pg_read_all_data','member') and has_database_privilege('analytics_ro','app','connect')")" = t ] \
+  || fail "analytics_ro is not a reader of app"
+[ "$(psql_on "$PG1" postgres "select has_function_privilege('replicator','pg_read_binary_file(text,bigint,bigint,boolean)','execute') and has_function_privilege('replicator','pg_ls_dir(text,boolean,boolean)','execute')")" = t ] \
+  || fail "replicator lacks the pg_rewind grants"
+pass "primary initialised (checksums on); roles.json applied: owners, readonly, rewind grants, pg_monitor, SCRAM verifiers"
 
 psql_on "$PG1" app "create table smoke(id int primary key, note text not null); insert into smoke select g, 'before-backup' from generate_series(1,100) g; alter table smoke owner to app"
 pass "wrote 100 rows on the primary"
@@ -198,12 +209,18 @@ got="$(docker exec -u postgres -e PGPASSFILE=/tmp/app.pgpass "$PG2" psql -XAtq \
   "host=$PG1 user=app dbname=app sslmode=verify-full sslrootcert=/etc/ssl/homelab/ca.crt" \
   -c "select current_user||'|'||ssl from pg_stat_ssl where pid = pg_backend_pid()")"
 [ "$got" = 'app|true' ] || fail "app login over TLS: got '$got'"
+pgpass_line analytics_ro "$RO_PW" | docker exec -i -u postgres "$PG2" sh -c 'umask 077; cat >/tmp/ro.pgpass'
+got="$(docker exec -u postgres -e PGPASSFILE=/tmp/ro.pgpass "$PG2" psql -XAtq "host=$PG1 user=analytics_ro dbname=app" -c 'select count(*) from smoke')"
+[ "$got" = 101 ] || fail "analytics_ro read: got '$got'"
+if docker exec -u postgres -e PGPASSFILE=/tmp/ro.pgpass "$PG2" psql -XAtq "host=$PG1 user=analytics_ro dbname=app" -c "insert into smoke values (999,'x')" >/dev/null 2>&1; then
+  fail "analytics_ro could write"
+fi
 pgpass_line app "wrong-password" | docker exec -i -u postgres "$PG2" sh -c 'umask 077; cat >/tmp/bad.pgpass'
 if docker exec -u postgres -e PGPASSFILE=/tmp/bad.pgpass "$PG2" psql -XAtq "host=$PG1 user=app dbname=app" -c 'select 1' >/dev/null 2>&1; then
   fail "a wrong password was accepted"
 fi
-docker exec "$PG2" rm -f /tmp/app.pgpass /tmp/bad.pgpass
-pass "app logs in with SCRAM over verified TLS; a wrong password is refused"
+docker exec "$PG2" rm -f /tmp/app.pgpass /tmp/bad.pgpass /tmp/ro.pgpass
+pass "app logs in with SCRAM over verified TLS; a wrong password is refused; analytics_ro reads, cannot write"
 
 # ----------------------------------------------------------------------------------------- stanza
 
@@ -263,10 +280,10 @@ wait_for 60 "replica streaming after its restart" \
 pass "replica restart: kept its data (standby.signal), streaming again"
 
 # ----------------------------------------------------------------------------------------- secrets
-for c in "${NODES[@]}"; do
+for c in "$PG1" "$PG2" "$REPO" "$RST"; do
   docker inspect "$c" >"$TMP/inspect-$c.json"
   docker logs "$c" >"$TMP/logs-$c.txt" 2>&1
-  for pw in "$APP_PW" "$REPL_PW" "$MON_PW"; do
+  for pw in "${ALL_PW[@]}"; do
     grep -qF -- "$pw" "$TMP/inspect-$c.json" && fail "a password appears in docker inspect $c"
     grep -qF -- "$pw" "$TMP/logs-$c.txt" && fail "a password appears in docker logs $c"
   done
@@ -277,7 +294,11 @@ pass "no password in docker inspect or docker logs of any node; TLS keys postgre
 [ "$(docker inspect -f '{{.State.Health.Status}}' "$PG1")" != unhealthy ] || fail "docker reports $PG1 unhealthy"
 
 # ----------------------------------------------------------------------------------------- shutdown
-for c in "$RST" "$PG2" "$PG1" "$REPO"; do
+# row 103 must reach the archive before the old cluster goes away (check switches WAL and waits for it)
+psql_on "$PG1" app "insert into smoke values (103, 'archived-before-shutdown')"
+docker exec "$PG1" pgbackrest --stanza="$STANZA" check >"$TMP/check2.log" 2>&1 || { cat "$TMP/check2.log" >&2; fail "second check"; }
+stop_clean() {
+  local c="$1" t code
   t=$(now)
   docker stop -t 30 "$c" >/dev/null
   code="$(docker inspect -f '{{.State.ExitCode}}' "$c")"
@@ -287,8 +308,32 @@ for c in "$RST" "$PG2" "$PG1" "$REPO"; do
     tail -n 5 "$TMP/logs.tmp" | grep -q 'database system is shut down' || fail "$c: postgres did not shut down cleanly"
   fi
   say "$c stopped cleanly in $(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }')"
+}
+for c in "$RST" "$PG2" "$PG1"; do stop_clean "$c"; done
+pass "SIGTERM: restore node, replica and primary shut down cleanly (exit 0)"
+
+# ----------------------------------------------------------------------------------------- primary-from-backup
+# the old cluster is gone; a new primary on an empty volume comes from the repository (backup + archive)
+create_node "$PGFB" primary-from-backup "$RUN-pgfb:/var/lib/postgresql/data"
+docker start "$PGFB" >/dev/null
+wait_healthy "$PGFB" 180
+logs_have "$PGFB" 'pgbackrest restore' || fail "$PGFB did not restore"
+logs_have "$PGFB" 'initialising a new cluster' && fail "$PGFB ran initdb"
+[ "$(psql_on "$PGFB" postgres 'select pg_is_in_recovery()')" = f ] || fail "$PGFB is not promoted"
+[ "$(psql_on "$PGFB" app 'select count(*) from smoke')" = 103 ] || fail "$PGFB: expected 103 rows (backup + archive)"
+[ "$(psql_on "$PGFB" postgres "select timeline_id > 1 from pg_control_checkpoint()")" = t ] || fail "$PGFB: no new timeline"
+psql_on "$PGFB" app "insert into smoke values (104, 'new primary')"
+docker inspect "$PGFB" >"$TMP/inspect-pgfb.json"; docker logs "$PGFB" >"$TMP/logs-pgfb.txt" 2>&1
+for pw in "${ALL_PW[@]}"; do
+  grep -qF -- "$pw" "$TMP/inspect-pgfb.json" "$TMP/logs-pgfb.txt" && fail "a password appears in inspect/logs of $PGFB"
 done
-pass "SIGTERM: every node shut down cleanly (exit 0)"
+pass "primary-from-backup: empty volume restored from the repository, 103 rows (backup + archived WAL), promoted on a new timeline, writable"
+stop_clean "$PGFB"
+
+# ----------------------------------------------------------------------------------------- cron
+wait_for 75 "a homelab-cron job ran on the repository host" logs_have "$REPO" 'homelab-smoke-cron-tick as postgres'
+pass "homelab-cron ran the repository crontab's job as postgres (output in docker logs)"
+stop_clean "$REPO"
 
 FAILED=0
 say "postgres smoke: $PASSES passed, 0 failed"

@@ -10,6 +10,7 @@ PG_SOCKET_DIR=/var/run/postgresql
 TLS_DIR=/etc/ssl/homelab                 # installed copies of /etc/homelab/tls/*, owned by postgres
 PGBR_CONF=/etc/pgbackrest/pgbackrest.conf
 PGBR_REPO=/var/lib/pgbackrest
+PGBR_CRONTAB=/etc/pgbackrest/crontab
 PASSFILE="${PG_HOME}/.pgpass"
 READY_FILE="${HOMELAB_RUN}/ready"
 START_REQUEST_FILE="${HOMELAB_RUN}/start-requested"
