@@ -210,8 +210,11 @@ sync_roles() {
   done
   log "syncing roles and databases from $HOMELAB_ETC/roles.json"
   # the SQL (SCRAM verifiers, never plaintext) goes through a pipe, never to a log
+  # synchronous_commit=local: in sync mode the standbys named in synchronous_standby_names cannot exist
+  # yet (they bootstrap from this node once it is ready), so waiting for them here would deadlock.
   homelab-sync-roles "$HOMELAB_ETC/roles.json" \
-    | as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres
+    | as_postgres env PGOPTIONS="-c synchronous_commit=local" \
+        psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres
 }
 
 mark_ready() {

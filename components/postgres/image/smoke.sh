@@ -279,6 +279,32 @@ wait_for 60 "replica streaming after its restart" \
   bash -c "[ \"\$(docker exec -u postgres $PG1 psql -XAtq -c \"select application_name||'|'||state from pg_stat_replication\")\" = '$APP_NAME|streaming' ]"
 pass "replica restart: kept its data (standby.signal), streaming again"
 
+# ----------------------------------------------------------------------------------------- failover
+# kill the primary hard, promote the replica, rejoin the old primary as its standby with pg_rewind (run in
+# a HOMELAB_ROLE=restore container on the old volume), take a backup from the new primary
+docker kill -s KILL "$PG1" >/dev/null
+[ "$(psql_on "$PG2" postgres 'select pg_promote(true, 60)')" = t ] || fail "pg_promote on $PG2"
+psql_on "$PG2" app "insert into smoke values (103, 'after-failover')"
+psql_on "$PG2" postgres "select pg_create_physical_replication_slot('replica_0')" >/dev/null
+docker rm "$PG1" >/dev/null
+create_node "$PG1" restore "$RUN-pg1:/var/lib/postgresql/data" \
+  -e HOMELAB_PRIMARY_HOST="$PG2" -e HOMELAB_REPLICATION_SLOT=replica_0 -e HOMELAB_APPLICATION_NAME=pg1
+docker start "$PG1" >/dev/null
+wait_healthy "$PG1" 60
+docker exec -u postgres "$PG1" pg_rewind -D /var/lib/postgresql/data \
+  --source-server="host=$PG2 port=5432 user=replicator dbname=postgres passfile=/var/lib/postgresql/.pgpass" \
+  >"$TMP/rewind.log" 2>&1 || { cat "$TMP/rewind.log" >&2; fail "pg_rewind (as replicator, no superuser)"; }
+docker exec "$PG1" homelab-configure-standby >/dev/null 2>&1 || fail "homelab-configure-standby"
+docker exec "$PG1" homelab-start 120 >/dev/null || fail "homelab-start after pg_rewind"
+wait_for 60 "old primary streaming from the new one" \
+  bash -c "[ \"\$(docker exec -u postgres $PG2 psql -XAtq -c \"select application_name||'|'||state from pg_stat_replication\")\" = 'pg1|streaming' ]"
+wait_for 30 "row 103 on the rejoined node" \
+  bash -c "[ \"\$(docker exec -u postgres $PG1 psql -XAtq -d app -c 'select count(*) from smoke where id = 103')\" = 1 ]"
+[ "$(psql_on "$PG1" postgres 'select pg_is_in_recovery()')" = t ] || fail "rejoined node is not a standby"
+docker exec "$REPO" pgbackrest --stanza="$STANZA" backup --type=incr >"$TMP/backup-incr.log" 2>&1 \
+  || { cat "$TMP/backup-incr.log" >&2; fail "incr backup after failover"; }
+pass "failover: kill -9 primary, pg_promote replica, old primary rejoined by pg_rewind (replicator) + streaming; repo backs up the new primary"
+
 # ----------------------------------------------------------------------------------------- secrets
 for c in "$PG1" "$PG2" "$REPO" "$RST"; do
   docker inspect "$c" >"$TMP/inspect-$c.json"
@@ -294,9 +320,9 @@ pass "no password in docker inspect or docker logs of any node; TLS keys postgre
 [ "$(docker inspect -f '{{.State.Health.Status}}' "$PG1")" != unhealthy ] || fail "docker reports $PG1 unhealthy"
 
 # ----------------------------------------------------------------------------------------- shutdown
-# row 103 must reach the archive before the old cluster goes away (check switches WAL and waits for it)
-psql_on "$PG1" app "insert into smoke values (103, 'archived-before-shutdown')"
-docker exec "$PG1" pgbackrest --stanza="$STANZA" check >"$TMP/check2.log" 2>&1 || { cat "$TMP/check2.log" >&2; fail "second check"; }
+# row 104 must reach the archive before the cluster goes away (check switches WAL and waits for it)
+psql_on "$PG2" app "insert into smoke values (104, 'archived-before-shutdown')"
+docker exec "$PG2" pgbackrest --stanza="$STANZA" check >"$TMP/check2.log" 2>&1 || { cat "$TMP/check2.log" >&2; fail "check on the new primary"; }
 stop_clean() {
   local c="$1" t code
   t=$(now)
@@ -309,8 +335,8 @@ stop_clean() {
   fi
   say "$c stopped cleanly in $(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }')"
 }
-for c in "$RST" "$PG2" "$PG1"; do stop_clean "$c"; done
-pass "SIGTERM: restore node, replica and primary shut down cleanly (exit 0)"
+for c in "$RST" "$PG1" "$PG2"; do stop_clean "$c"; done
+pass "SIGTERM: restore node, standby and primary shut down cleanly (exit 0)"
 
 # ----------------------------------------------------------------------------------------- primary-from-backup
 # the old cluster is gone; a new primary on an empty volume comes from the repository (backup + archive)
@@ -320,14 +346,14 @@ wait_healthy "$PGFB" 180
 logs_have "$PGFB" 'pgbackrest restore' || fail "$PGFB did not restore"
 logs_have "$PGFB" 'initialising a new cluster' && fail "$PGFB ran initdb"
 [ "$(psql_on "$PGFB" postgres 'select pg_is_in_recovery()')" = f ] || fail "$PGFB is not promoted"
-[ "$(psql_on "$PGFB" app 'select count(*) from smoke')" = 103 ] || fail "$PGFB: expected 103 rows (backup + archive)"
+[ "$(psql_on "$PGFB" app 'select count(*) from smoke')" = 104 ] || fail "$PGFB: expected 104 rows (backup + archive)"
 [ "$(psql_on "$PGFB" postgres "select timeline_id > 1 from pg_control_checkpoint()")" = t ] || fail "$PGFB: no new timeline"
-psql_on "$PGFB" app "insert into smoke values (104, 'new primary')"
+psql_on "$PGFB" app "insert into smoke values (105, 'new primary')"
 docker inspect "$PGFB" >"$TMP/inspect-pgfb.json"; docker logs "$PGFB" >"$TMP/logs-pgfb.txt" 2>&1
 for pw in "${ALL_PW[@]}"; do
   grep -qF -- "$pw" "$TMP/inspect-pgfb.json" "$TMP/logs-pgfb.txt" && fail "a password appears in inspect/logs of $PGFB"
 done
-pass "primary-from-backup: empty volume restored from the repository, 103 rows (backup + archived WAL), promoted on a new timeline, writable"
+pass "primary-from-backup: empty volume restored from the repository, 104 rows (backup + archived WAL), promoted on a new timeline, writable"
 stop_clean "$PGFB"
 
 # ----------------------------------------------------------------------------------------- cron

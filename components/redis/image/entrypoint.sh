@@ -4,6 +4,7 @@
 # itself is PID 1 and handles SIGTERM (final AOF fsync / RDB save, exit 0).
 # Enforced on the command line (they win over redis.conf): daemonize no, supervised no, logfile "" (stdout
 # -> docker logs), dir /var/lib/redis, aclfile /etc/redis/users.acl (when /etc/homelab/users.acl exists).
+# Other /etc/homelab/*.conf files go to /etc/redis/ (redis:redis 0600) for `include /etc/redis/<name>.conf`.
 # Never `set -x`: secrets pass through here.
 set -Eeuo pipefail
 
@@ -37,8 +38,15 @@ fi
 if grep -Eq '^[[:space:]]*(include|rename-command)[[:space:]]' "$ETC/redis.conf"; then
   log "note: redis.conf uses include/rename-command; make sure the paths/commands exist in the container"
 fi
-install_file "$ETC/redis.conf" "$CONF" redis redis 0640
+# 0600: a replica's redis.conf carries masterauth
+install_file "$ETC/redis.conf" "$CONF" redis redis 0600
 log "installed $CONF"
+# other /etc/homelab/*.conf (e.g. a masterauth line to `include`) -> /etc/redis/<name>, readable by redis
+for f in "$ETC"/*.conf; do
+  [ -f "$f" ] && [ "$f" != "$ETC/redis.conf" ] || continue
+  install_file "$f" "/etc/redis/$(basename "$f")" redis redis 0600
+  log "installed /etc/redis/$(basename "$f")"
+done
 
 args=("$CONF" --daemonize no --supervised no --logfile "" --dir "$DATA")
 if [ -f "$ETC/users.acl" ]; then

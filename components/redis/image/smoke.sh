@@ -83,7 +83,7 @@ wait_healthy 60
 pass "redis up, authenticated PING as 'health' (homelab-health)"
 
 [ "$(docker exec "$R" ps -o user= -p 1)" = redis ] || fail "PID 1 is not running as redis"
-[ "$(docker exec "$R" stat -c %U:%a /etc/redis/users.acl)" = redis:600 ] || fail "users.acl owner/mode"
+[ "$(docker exec "$R" stat -c %U:%a /etc/redis/users.acl /etc/redis/redis.conf | tr "\n" " ")" = "redis:600 redis:600 " ] || fail "users.acl/redis.conf owner/mode"
 pass "redis-server is PID 1 as user redis; users.acl redis:0600"
 
 out="$(docker exec "$R" redis-cli ping 2>&1 || true)"
