@@ -66,7 +66,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       { path: `${ETC}/tls/node.key`, content: node.key, mode: 0o600, secret: true },
     ];
   };
-  const tlsPaths = { caFile: "/etc/pgbackrest/tls/ca.crt", certFile: "/etc/pgbackrest/tls/node.crt", keyFile: "/etc/pgbackrest/tls/node.key" };
+  // Where the image's entrypoint installs /etc/homelab/tls/* (components/postgres/image/README.md).
+  const tlsPaths = { caFile: "/etc/ssl/homelab/ca.crt", certFile: "/etc/ssl/homelab/node.crt", keyFile: "/etc/ssl/homelab/node.key" };
 
   // Every PostgreSQL node gets the same settings: any of them may be promoted (failover drill), and a
   // node never counts itself among synchronous standbys.

@@ -246,7 +246,9 @@ const libvirt = z
 
 export const homelabConfigSchema = z
   .object({
-    platform: z.enum(["docker", "libvirt"]).default("docker"),
+    /** docker: @pulumi/docker; docker-cli: the same node plans through the docker CLI driven by
+     *  @pulumi/command (no docker plugin needed: air-gapped machines); libvirt: KVM VMs (planned). */
+    platform: z.enum(["docker", "docker-cli", "libvirt"]).default("docker"),
     docker,
     libvirt,
     postgres,

@@ -117,6 +117,8 @@ export async function waitHealthy(container: string, timeoutMs: number): Promise
   while (Date.now() < deadline) {
     last = await containerHealth(container);
     if (last.endsWith("/healthy")) return;
+    // "unhealthy" is not final: a check that passed once during start-up (initdb's temporary server) makes
+    // later failures count, and the node turns healthy again once it is really up.
     if (last.startsWith("exited") || last.startsWith("dead") || last === "missing") break;
     await sleep(250);
   }

@@ -82,8 +82,7 @@ export function assertPlatformSupported(spec: HomelabSpec): void {
 /** Picks the platform of a stack. */
 export function platformFor(spec: HomelabSpec, opts: PlatformOptions): Platform {
   assertPlatformSupported(spec);
-  // `docker-cli` is not a schema value yet: the cast lets a future `platform: docker-cli` select it too.
-  const platform = spec.platform as string;
+  const platform = spec.platform;
   switch (platform) {
     case "docker":
     case "docker-cli": {
@@ -91,7 +90,7 @@ export function platformFor(spec: HomelabSpec, opts: PlatformOptions): Platform 
       return engine === "cli" ? new DockerCliPlatform(spec, opts) : new DockerPlatform(spec, opts);
     }
     default:
-      throw new pulumi.RunError(`homelab-data:platform: got ${JSON.stringify(platform)}; expected docker`);
+      throw new pulumi.RunError(`homelab-data:platform: got ${JSON.stringify(platform)}; expected docker or docker-cli`);
   }
 }
 
