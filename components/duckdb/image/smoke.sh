@@ -113,8 +113,9 @@ FROM ${BASE_IMAGE}
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql \
  && rm -rf /var/lib/apt/lists/* && ln -s /usr/lib/postgresql/*/bin /usr/local/lib/pgbin
 USER postgres
-CMD set -e; /usr/local/lib/pgbin/initdb -D /tmp/pgdata --auth-local=peer --auth-host=scram-sha-256 -U postgres >/dev/null; \
-    echo 'host all all all scram-sha-256' >>/tmp/pgdata/pg_hba.conf; \
+CMD set -e; if [ ! -s /tmp/pgdata/PG_VERSION ]; then \
+      /usr/local/lib/pgbin/initdb -D /tmp/pgdata --auth-local=peer --auth-host=scram-sha-256 -U postgres >/dev/null; \
+      echo 'host all all all scram-sha-256' >>/tmp/pgdata/pg_hba.conf; fi; \
     exec /usr/local/lib/pgbin/postgres -D /tmp/pgdata -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql
 DOCKERFILE
     docker create --name "$PG" --network "$NET" --network-alias pg-source "$TMP_PG_IMAGE" >/dev/null
@@ -241,6 +242,22 @@ docker logs "$DUCK" 2>&1 | grep -qF "$PASSWORD" && fail "password found in the c
 docker inspect "$DUCK" | grep -qF "$PASSWORD" && fail "password found in the container config"
 log "runs as uid 10001; password in neither logs nor config"
 
+# Source lost: the sync fails, /healthz turns 503 and says why, the mirror stays queryable; back: 200.
+t=$(now)
+docker stop -t 30 "$PG" >/dev/null
+code="$(curl -s -X POST -o "$WORK/sync.json" -w '%{http_code}' "$URL/sync")"
+[ "$code" = 500 ] || fail "POST /sync with the source down: HTTP $code $(cat "$WORK/sync.json")"
+code="$(curl -s -o "$WORK/health.json" -w '%{http_code}' "$URL/healthz")"
+[ "$code" = 503 ] || fail "/healthz with the source down: HTTP $code"
+log "source down: /healthz 503, lastError: $(json '.lastError' <"$WORK/health.json")"
+[ "$(query 'select count(*) as n from incidents')" = 200 ] && [ "$(json '.rows[0].n' <"$WORK/q.json")" = 1025 ] \
+  || fail "the last good mirror is not queryable while the source is down"
+docker start "$PG" >/dev/null
+for _ in $(seq 1 240); do echo 'select 1' | psql_src postgres >/dev/null 2>&1 && break; sleep 0.5; done
+curl -s -X POST -o "$WORK/sync.json" -w '%{http_code}' "$URL/sync" | grep -qx 200 || fail "POST /sync after the source came back: $(cat "$WORK/sync.json")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz")" = 200 ] || fail "/healthz not 200 after the source came back"
+timed "source down -> 503, back -> 200" "$(secs "$t")"
+
 # Docker's own HEALTHCHECK (homelab-health) turns healthy.
 t=$(now)
 for _ in $(seq 1 60); do
@@ -248,7 +265,7 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 [ "$(docker inspect -f '{{.State.Health.Status}}' "$DUCK")" = healthy ] || fail "HEALTHCHECK not healthy: $(docker inspect -f '{{json .State.Health}}' "$DUCK")"
-timed "docker HEALTHCHECK healthy (interval 15s)" "$(secs "$t")"
+timed "docker HEALTHCHECK healthy (interval 5s)" "$(secs "$t")"
 
 MEM="$(docker stats --no-stream --format '{{.MemUsage}} ({{.MemPerc}}), CPU {{.CPUPerc}}' "$DUCK")"
 log "docker stats: $MEM"

@@ -161,7 +161,8 @@ export class Mirror {
       const error = describeError(err);
       Object.assign(this.state, { lastError: error, lastDurationMs: durationMs });
       this.state.failures += 1;
-      this.log('error', 'sync failed', { reason, durationMs, error });
+      if (this.closing) this.log('warn', 'sync aborted by shutdown', { reason, durationMs, error });
+      else this.log('error', 'sync failed', { reason, durationMs, error });
       await this.dropStaging().catch((e) => this.log('warn', 'could not drop staging tables', { error: describeError(e) }));
       return { ok: false, durationMs, error };
     } finally {
