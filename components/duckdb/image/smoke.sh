@@ -7,10 +7,11 @@
 #   3. seed it: public.incidents (1000 rows: uuid, text with quotes/newlines/''/NULL, smallint,
 #      timestamptz, jsonb, numeric, bool, bytea, interval, text[]), public.services, ops.deploys,
 #      and a read-only role `analytics_ro`
-#   4. start the DuckDB host (secret delivered as a tar stream, owner 10001, mode 0400), wait for /healthz
+#   4. start the DuckDB host (secret delivered as the platform does: tar stream, root-owned, 0600), wait for /healthz
 #   5. prove: DuckDB answers `select count(*), sum(severity) from incidents` like the source, plus a
 #      fingerprint over every column type; POST /sync picks up new rows; /query refuses writes,
-#      several statements and reading the secret; parquet files exist; password never in logs/env;
+#      several statements and reading the secret; parquet files exist; the service runs as uid 10001
+#      without capabilities; password never in logs/env; the --user 10001:10001 variant works too;
 #      Docker HEALTHCHECK turns healthy; SIGTERM stops it cleanly; it restarts on the same volume
 #   6. print timings and memory use; remove every container, network, volume and temporary image,
 #      on success and on failure alike
@@ -50,9 +51,9 @@ cleanup() {
     docker logs --tail 40 "$DUCK" 2>&1 | sed 's/^/  duckdb| /' >&2
     docker logs --tail 20 "$PG" 2>&1 | sed 's/^/  pg    | /' >&2
   fi
-  docker rm -f -v "$DUCK" "$PG" >/dev/null 2>&1
+  docker rm -f -v "$DUCK" "$DUCK-nonroot" "$PG" >/dev/null 2>&1
   docker network rm "$NET" >/dev/null 2>&1
-  docker volume rm "$VOL" >/dev/null 2>&1
+  docker volume rm "$VOL" "$VOL-nonroot" >/dev/null 2>&1
   [ -n "$TMP_PG_IMAGE" ] && docker rmi -f "$TMP_PG_IMAGE" >/dev/null 2>&1
   rm -rf "$WORK"
   local left
@@ -169,7 +170,8 @@ docker create --name "$DUCK" --network "$NET" -p 127.0.0.1::8080 -v "$VOL:/var/l
   -e HOMELAB_SOURCE_HOST=pg-source -e HOMELAB_SOURCE_PORT=5432 -e HOMELAB_SOURCE_DATABASE=app \
   -e HOMELAB_SOURCE_USER=analytics_ro -e HOMELAB_SOURCE_SCHEMAS=public,ops \
   "$IMAGE_TAG" >/dev/null
-printf '%s\n' "$PASSWORD" | deliver /etc/homelab/secrets/source.password 10001 0400 "$DUCK"
+# Delivered as the platform does (NodePlan files -> tar stream, root-owned, 0600): the entrypoint hands it to uid 10001.
+printf '%s\n' "$PASSWORD" | deliver /etc/homelab/secrets/source.password 0 0600 "$DUCK"
 docker start "$DUCK" >/dev/null
 PORT="$(docker port "$DUCK" 8080/tcp | head -n1 | sed 's/.*://')"
 URL="http://127.0.0.1:$PORT"
@@ -237,10 +239,27 @@ log "query guard ok (400 for DROP, two statements, reading the secret); parquet 
 docker exec "$DUCK" ls -l /var/lib/duckdb/parquet | sed 's/^/  parquet| /' >&2
 
 # Non-root, and the password nowhere but in its file.
-[ "$(docker exec "$DUCK" id -u)" = 10001 ] || fail "service does not run as uid 10001"
+[ "$(docker exec "$DUCK" awk '/^Uid:/ { print $2 $3 $4 $5 }' /proc/1/status)" = 10001100011000110001 ] || fail "PID 1 does not run as uid 10001"
+[ "$(docker exec "$DUCK" awk '/^CapEff:/ { print $2 }' /proc/1/status)" = 0000000000000000 ] || fail "PID 1 kept capabilities"
+[ "$(docker exec "$DUCK" stat -c '%u %a' /etc/homelab/secrets/source.password)" = "10001 400" ] || fail "secret not handed to uid 10001 with mode 0400"
 docker logs "$DUCK" 2>&1 | grep -qF "$PASSWORD" && fail "password found in the container log"
 docker inspect "$DUCK" | grep -qF "$PASSWORD" && fail "password found in the container config"
-log "runs as uid 10001; password in neither logs nor config"
+log "service (PID 1) runs as uid 10001 without capabilities; secret 10001/0400; password in neither logs nor config"
+
+# Started as non-root (docker run --user, Kubernetes runAsUser): works when the secret is readable by 10001.
+t=$(now)
+docker create --name "$DUCK-nonroot" --network "$NET" --user 10001:10001 -v "$VOL-nonroot:/var/lib/duckdb" \
+  -e HOMELAB_SOURCE_HOST=pg-source -e HOMELAB_SOURCE_DATABASE=app -e HOMELAB_SOURCE_USER=analytics_ro \
+  -e HOMELAB_SYNC_INTERVAL_SECONDS=0 "$IMAGE_TAG" >/dev/null
+printf '%s\n' "$PASSWORD" | deliver /etc/homelab/secrets/source.password 10001 0400 "$DUCK-nonroot"
+docker start "$DUCK-nonroot" >/dev/null
+for _ in $(seq 1 120); do
+  docker exec "$DUCK-nonroot" homelab-health >/dev/null 2>&1 && break
+  sleep 0.5
+done
+docker exec "$DUCK-nonroot" homelab-health >/dev/null 2>&1 || fail "--user 10001:10001 variant not healthy: $(docker logs --tail 5 "$DUCK-nonroot" 2>&1)"
+docker rm -f -v "$DUCK-nonroot" >/dev/null
+timed "--user 10001:10001 variant healthy" "$(secs "$t")"
 
 # Source lost: the sync fails, /healthz turns 503 and says why, the mirror stays queryable; back: 200.
 t=$(now)
