@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build homelab/duckdb:1: install the pinned node_modules on this host (npm ci --omit=dev against
-# package-lock.json), then `docker build` with them in the context. See README.md "Build".
+# Build homelab/duckdb:1: install the locked node_modules on this host (npm install --omit=dev of the
+# versions in package-lock.json), then `docker build` with them in the context. See README.md "Build".
 #
 # Usage: components/duckdb/image/build.sh [--tag TAG] [--base-image IMAGE]
 # Env:   BASE_IMAGE (default debian:bookworm-slim), IMAGE_TAG (default homelab/duckdb:1)
@@ -35,7 +35,10 @@ start=$(date +%s)
 # lockfile without every optional platform package. With the lockfile present, npm install still
 # installs exactly the locked versions and checks their integrity hashes; --no-save leaves it as is.
 log "npm install --omit=dev (locked versions) in $HERE"
-(cd "$HERE" && npm install --omit=dev --no-save --no-audit --no-fund --loglevel=error 2>&1 | grep -v 'Unknown user config' || true)
+if ! out="$(cd "$HERE" && npm install --omit=dev --no-save --no-audit --no-fund --loglevel=error 2>&1)"; then
+  printf '%s\n' "$out" | grep -v 'Unknown user config' >&2
+  log "npm install failed"; exit 1
+fi
 (cd "$HERE" && npm ls --omit=dev --all >/dev/null) || { log "node_modules does not match package-lock.json"; exit 1; }
 test -f "$HERE/node_modules/@duckdb/node-bindings-linux-x64/libduckdb.so" || { log "the linux-x64 DuckDB binding was not installed"; exit 1; }
 log "docker build -t $IMAGE_TAG (BASE_IMAGE=$BASE_IMAGE)"
