@@ -156,7 +156,9 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       memoryBytes: spec.postgres.node.memory,
       cpus: spec.postgres.node.cpus,
       ipv4Address: pgAddress(i),
-      dependsOn: i === 0 ? [] : [pgNames[0] as string],
+      // The primary creates the stanza on the repository before it reports ready (first WAL segment must
+      // archive); replicas bootstrap from the primary.
+      dependsOn: i === 0 ? [backupName] : [pgNames[0] as string],
       stopTimeoutSeconds: 60,
     } satisfies NodePlan;
   });

@@ -22,6 +22,8 @@ export interface Tier {
   /** Host port of a node's first published port. */
   port(node: string): number;
   exec(node: string, command: string[], opts?: { user?: string; allowFailure?: boolean; input?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** SQL as the OS user postgres over the node's socket (peer auth): rows of '|'-separated fields. */
+  sql(node: string, sql: string, database?: string): Promise<string[][]>;
   teardown(): Promise<void>;
 }
 
@@ -127,6 +129,10 @@ export async function startTier(spec: HomelabSpec, opts: { postUp?: boolean } = 
       return p.hostPort;
     },
     exec,
+    sql: async (node, sql, database = "postgres") => {
+      const r = await exec(node, ["psql", "-X", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql], { user: "postgres" });
+      return r.stdout.split("\n").filter((l) => l !== "").map((l) => l.split("|"));
+    },
     teardown,
   };
 }

@@ -217,6 +217,28 @@ sync_roles() {
         psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres
 }
 
+# The stanza must exist before the first WAL segment is archived: otherwise archive-push fails, and
+# PostgreSQL's archiver backs off for 60 s after three failures (pgarch.c), stalling archiving and
+# `pgbackrest check` for a minute. stanza-create is idempotent and runs here, on the primary, against the
+# repository host (repo1-host); the wait is bounded so a primary never stays down for its repository.
+ensure_stanza() {
+  [ -n "${HOMELAB_STANZA:-}" ] && [ -f "$PGBR_CONF" ] && grep -q '^repo1-host=' "$PGBR_CONF" || return 0
+  # standbys never create stanzas (the primary does)
+  [ "$(as_postgres psql -X -Atq -h "$PG_SOCKET_DIR" -p "$(running_port)" -U postgres -d postgres -c 'select pg_is_in_recovery()')" = f ] || return 0
+  local deadline=$(( $(date +%s) + ${HOMELAB_STANZA_WAIT_SECONDS:-60} ))
+  while :; do
+    if as_postgres pgbackrest --stanza="$HOMELAB_STANZA" --log-level-console=warn stanza-create >/dev/null 2>&1; then
+      log "pgBackRest stanza '$HOMELAB_STANZA' ready on the repository"
+      return 0
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "WARNING: could not create/verify stanza '$HOMELAB_STANZA' (repository unreachable?); WAL archiving fails until it exists"
+      return 0
+    fi
+    sleep 1
+  done
+}
+
 mark_ready() {
   : >"$READY_FILE"
   log "ready"
@@ -234,6 +256,7 @@ run_database() {
         on_signal TERM
         STOPPING=0   # report as a failure, not as a requested stop
       else
+        ensure_stanza
         mark_ready
       fi
     else
