@@ -54,14 +54,12 @@ export class Homelab extends pulumi.ComponentResource {
     platform.createImages(plan, { name: `${name}-image`, parent: this });
 
     const base: NodeComponentArgs = { plan, securePlan, platform };
-    this.postgres = new PostgresCluster(`${name}-postgres`, base, { parent: this });
-    let ready = { ...this.postgres.readyNodes };
-    this.backups = new BackupRepository(
-      `${name}-backup`,
-      { ...base, readyNodes: ready, stanza: spec.pgbackrest.stanza, clusterNodes: Object.values(this.postgres.readyNodes) },
-      { parent: this },
-    );
-    ready = { ...ready, ...this.backups.readyNodes };
+    // The repository first: the primary creates the stanza on it before reporting ready (plan: pg-1 depends
+    // on backup); the stanza/check/first-backup steps run once the cluster is up.
+    this.backups = new BackupRepository(`${name}-backup`, { ...base, readyNodes: {}, stanza: spec.pgbackrest.stanza }, { parent: this });
+    this.postgres = new PostgresCluster(`${name}-postgres`, { ...base, readyNodes: { ...this.backups.readyNodes } }, { parent: this });
+    this.backups.bootstrapStanza(Object.values(this.postgres.readyNodes));
+    let ready = { ...this.backups.readyNodes, ...this.postgres.readyNodes };
     if (plan.nodes.some((n) => n.role === "redis")) {
       this.redis = new RedisServer(`${name}-redis`, { ...base, readyNodes: ready }, { parent: this });
       ready = { ...ready, ...this.redis.readyNodes };

@@ -7,6 +7,7 @@ import type * as command from "@pulumi/command";
 import { postUpSteps } from "../plan.ts";
 import { shellQuote } from "../platform/docker-cli.ts";
 import { createNodes, nodesWithRoles, type NodeComponentArgs } from "../platform/index.ts";
+import type { NodePlan } from "../platform/plan.ts";
 
 /** pgBackRest runs as the postgres OS user in the homelab/postgres image (components/postgres/image). */
 export const PGBACKREST_OS_USER = "postgres";
@@ -14,8 +15,6 @@ export const PGBACKREST_OS_USER = "postgres";
 export interface BackupRepositoryArgs extends NodeComponentArgs {
   /** pgBackRest stanza (spec.pgbackrest.stanza). */
   stanza: string;
-  /** Resources of the database nodes the stanza is created for (PostgresCluster.readyNodes); the steps wait for them. */
-  clusterNodes: pulumi.Resource[];
   /** Take a full backup right after the stanza is created, so a restore is possible from day one. Default: true. */
   initialBackup?: boolean;
 }
@@ -29,8 +28,8 @@ export class BackupRepository extends pulumi.ComponentResource {
   public readonly repositoryVolume: pulumi.Output<string>;
   /** True when the repository volume outlives `pulumi destroy` (pgbackrest.purgeBackupsOnDestroy: false). */
   public readonly retainedOnDestroy: pulumi.Output<boolean>;
-  /** The post-up commands, in the order they run (stanza-create, check, full-backup). */
-  public readonly steps: command.local.Command[];
+  /** The post-up commands, in the order they run (stanza-create, check, full-backup); see bootstrapStanza. */
+  public steps: command.local.Command[] = [];
   /** Ready resource of the repository node by node name. */
   public readonly readyNodes: Record<string, pulumi.Resource>;
 
@@ -42,28 +41,11 @@ export class BackupRepository extends pulumi.ComponentResource {
     if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(args.stanza)) {
       throw new pulumi.ResourceError(`BackupRepository ${name}: args.stanza: got ${JSON.stringify(args.stanza)}; expected letters, digits, '-' or '_' (at most 64 chars)`, this);
     }
-    if (args.clusterNodes.length === 0) throw new pulumi.ResourceError(`BackupRepository ${name}: args.clusterNodes is empty; pass the PostgresCluster's readyNodes`, this);
     const volume = repo.volumes[0];
     if (!volume) throw new pulumi.ResourceError(`BackupRepository ${name}: node ${repo.name} has no volume for the repository`, this);
 
     const made = createNodes(this, args, [{ node: repo, resourceName: name }])[repo.name];
     if (!made) throw new Error(`BackupRepository ${name}: node ${repo.name} was not made`);
-
-    const initialBackup = args.initialBackup ?? true;
-    const steps = postUpSteps(args.plan, args.stanza).filter((s) => initialBackup || s.name !== "full-backup");
-    let previous: pulumi.Resource[] = [made.ready, ...args.clusterNodes];
-    this.steps = steps.map((step) => {
-      if (step.node !== repo.name) throw new pulumi.ResourceError(`BackupRepository ${name}: post-up step ${step.name} runs on ${step.node}, not on the repository node ${repo.name}`, this);
-      const cmd = args.platform.runOnNode(
-        `${name}-${step.name}`,
-        repo,
-        // No delete: the stanza and its backups must never be removed by `pulumi destroy`.
-        { create: step.command.map(shellQuote).join(" "), user: PGBACKREST_OS_USER, triggers: [args.stanza, volume.name] },
-        { parent: this, dependsOn: previous },
-      );
-      previous = [cmd];
-      return cmd;
-    });
 
     this.readyNodes = { [repo.name]: made.ready };
     this.stanza = pulumi.output(args.stanza);
@@ -71,5 +53,34 @@ export class BackupRepository extends pulumi.ComponentResource {
     this.repositoryVolume = made.handle.apply(() => volume.name);
     this.retainedOnDestroy = pulumi.output(volume.retainOnDestroy);
     this.registerOutputs({ stanza: this.stanza, container: this.container, repositoryVolume: this.repositoryVolume, retainedOnDestroy: this.retainedOnDestroy });
+    this.bootstrapArgs = { name, args, repo, volumeName: volume.name, ready: made.ready };
+  }
+
+  private readonly bootstrapArgs: { name: string; args: BackupRepositoryArgs; repo: NodePlan; volumeName: string; ready: pulumi.Resource };
+
+  /**
+   * The post-up steps (postUpSteps: stanza-create, check, first full backup) once the database nodes are
+   * ready. The repository node itself is made first: the primary creates the stanza on it before it reports
+   * ready (components/postgres/image entrypoint), so archiving works from the first WAL segment.
+   */
+  bootstrapStanza(clusterNodes: pulumi.Resource[]): command.local.Command[] {
+    const { name, args, repo, volumeName, ready } = this.bootstrapArgs;
+    if (clusterNodes.length === 0) throw new pulumi.ResourceError(`BackupRepository ${name}: bootstrapStanza needs the PostgresCluster's readyNodes`, this);
+    if (this.steps.length > 0) throw new pulumi.ResourceError(`BackupRepository ${name}: bootstrapStanza called twice`, this);
+    const initialBackup = args.initialBackup ?? true;
+    const steps = postUpSteps(args.plan, args.stanza).filter((s) => initialBackup || s.name !== "full-backup");
+    let previous: pulumi.Resource[] = [ready, ...clusterNodes];
+    this.steps = steps.map((step) => {
+      if (step.node !== repo.name) throw new pulumi.ResourceError(`BackupRepository ${name}: post-up step ${step.name} runs on ${step.node}, not on the repository node ${repo.name}`, this);
+      const cmd = args.platform.runOnNode(
+        `${name}-${step.name}`,
+        repo,
+        { create: step.command.map(shellQuote).join(" "), user: PGBACKREST_OS_USER, triggers: [args.stanza, volumeName] },
+        { parent: this, dependsOn: previous },
+      );
+      previous = [cmd];
+      return cmd;
+    });
+    return this.steps;
   }
 }

@@ -204,7 +204,7 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
     expect(opts.deleteBeforeReplace).toBe(true);
     expect(opts.additionalSecretOutputs).toEqual(["stdin"]);
     const deps = (name: string) => ((recorder.optionsOf(name, "command:local:Command").opts.dependsOn ?? []) as pulumi.Resource[]).map((r) => recorder.nameOf(r)).sort();
-    expect(deps("homelab-postgres-primary")).toEqual(["homelab-image-postgres", "homelab-network", "homelab-postgres-primary-data"]);
+    expect(deps("homelab-postgres-primary")).toEqual(["homelab-backup", "homelab-image-postgres", "homelab-network", "homelab-postgres-primary-data"]);
     expect(deps("homelab-postgres-replica-1")).toEqual(["homelab-image-postgres", "homelab-network", "homelab-postgres-primary", "homelab-postgres-replica-1-data"]);
     expect(deps("homelab-backup-stanza-create")).toEqual(["homelab-backup", "homelab-postgres-primary", "homelab-postgres-replica-1"]);
   });

@@ -217,10 +217,10 @@ describe("Homelab on the docker platform (stack local)", () => {
     expect(await promiseOf(lab.backups.retainedOnDestroy)).toBe(false);
   });
 
-  it("orders nodes and post-up steps: replica after primary, duckdb after the replica, steps after the cluster", async () => {
+  it("orders nodes and post-up steps: primary after the repository, replica after primary, duckdb after the replica, steps after the cluster", async () => {
     await build(localSpec());
     const deps = (name: string, type?: string) => ((recorder.optionsOf(name, type).opts.dependsOn ?? []) as pulumi.Resource[]).map((r) => recorder.nameOf(r)).sort();
-    expect(deps("homelab-postgres-primary", CONTAINER)).toEqual(["homelab-postgres-primary-data"]);
+    expect(deps("homelab-postgres-primary", CONTAINER)).toEqual(["homelab-backup", "homelab-postgres-primary-data"]);
     expect(deps("homelab-postgres-replica-1", CONTAINER)).toEqual(["homelab-postgres-primary", "homelab-postgres-replica-1-data"]);
     expect(deps("homelab-duckdb", CONTAINER)).toEqual(["homelab-duckdb-data", "homelab-postgres-replica-1"]);
     expect(deps("homelab-backup-stanza-create")).toEqual(["homelab-backup", "homelab-postgres-primary", "homelab-postgres-replica-1"]);
