@@ -5,8 +5,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { PROJECT, SECRET_KEYS, loadStackSpec, readStackFile, secretKeysPresent, validateConfig, type HomelabSpec, type SecretKey } from "../components/config/index.ts";
-import { planHomelab, type HomelabSecrets } from "../components/plan.ts";
-import { generateTlsBundle, type TlsBundle } from "../components/pgbackrest/tls.ts";
+import { planHomelab, redactedSecrets } from "../components/plan.ts";
+import { generateTlsBundle } from "../components/pgbackrest/tls.ts";
 import { topologyOf } from "../components/topology.ts";
 import { UsageError } from "./errors.ts";
 
@@ -18,20 +18,6 @@ interface StackFlags {
 const stackOption = (cmd: Command) =>
   cmd.requiredOption("--stack <name>", "stack name (stacks/Pulumi.<name>.yaml)").option("--stacks-dir <dir>", "folder of the stack files", "stacks");
 
-/** Placeholders for review renders: every secret is visibly redacted, nothing real is read. */
-export function redactedSecrets(): HomelabSecrets {
-  const passwords = Object.fromEntries(
-    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `REDACTED-${k}`]),
-  ) as Omit<HomelabSecrets, "tls">;
-  const tls: TlsBundle = {
-    caCert: "# redacted: CA certificate (pulumi secret homelab-data:tls)\n",
-    caKey: "# redacted\n",
-    nodes: new Proxy({} as TlsBundle["nodes"], {
-      get: (_t, host) => ({ cert: `# redacted: certificate of ${String(host)}\n`, key: `# redacted: private key of ${String(host)}\n` }),
-    }),
-  };
-  return { ...passwords, tls };
-}
 
 export function registerStackCommands(program: Command): void {
   stackOption(program.command("validate").description("Check a stack file against the schema; every problem is reported")).action((flags: StackFlags) => {

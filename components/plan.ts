@@ -3,7 +3,7 @@
 // e2e harness. Secrets come in as plain strings; callers decide how they travel (Pulumi secrets, or a
 // redacted placeholder for review).
 import type { HomelabSpec, SecretKey } from "./config/index.ts";
-import { PROJECT } from "./config/index.ts";
+import { PROJECT, SECRET_KEYS } from "./config/index.ts";
 import { renderPgbackrestConf } from "./pgbackrest/index.ts";
 import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, renderHba, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
@@ -11,6 +11,25 @@ import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
 
 export type HomelabSecrets = { [K in Exclude<SecretKey, "tls">]: string } & { tls: TlsBundle };
+
+/**
+ * Placeholders for every secret: the structural plan (names, ports, volumes must be known before secrets
+ * resolve) and review renders use them; nothing real is read. Any host name gets a placeholder certificate,
+ * so the structure never depends on which nodes `homelab init` issued certificates for.
+ */
+export function redactedSecrets(): HomelabSecrets {
+  const passwords = Object.fromEntries(
+    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `REDACTED-${k}`]),
+  ) as Omit<HomelabSecrets, "tls">;
+  const tls: TlsBundle = {
+    caCert: "# redacted: CA certificate (pulumi secret homelab-data:tls)\n",
+    caKey: "# redacted\n",
+    nodes: new Proxy({} as TlsBundle["nodes"], {
+      get: (_t, host) => ({ cert: `# redacted: certificate of ${String(host)}\n`, key: `# redacted: private key of ${String(host)}\n` }),
+    }),
+  };
+  return { ...passwords, tls };
+}
 
 export const IMAGES = {
   postgres: { name: "homelab/postgres:17", context: "components/postgres/image", baseImage: "debian:trixie-slim" },

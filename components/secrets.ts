@@ -8,20 +8,7 @@ import type { TlsBundle } from "./pgbackrest/tls.ts";
 import type { HomelabSecrets } from "./plan.ts";
 
 /** Placeholders for structural plans and review renders: every secret is visibly redacted, nothing real is read. */
-export function redactedSecrets(): HomelabSecrets {
-  const passwords = Object.fromEntries(
-    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `REDACTED-${k}`]),
-  ) as Omit<HomelabSecrets, "tls">;
-  const tls: TlsBundle = {
-    caCert: "# redacted: CA certificate (pulumi secret homelab-data:tls)\n",
-    caKey: "# redacted\n",
-    // Any host name gets a placeholder: the structural plan must not depend on which nodes `init` issued for.
-    nodes: new Proxy({} as TlsBundle["nodes"], {
-      get: (_t, host) => ({ cert: `# redacted: certificate of ${String(host)}\n`, key: `# redacted: private key of ${String(host)}\n` }),
-    }),
-  };
-  return { ...passwords, tls };
-}
+export { redactedSecrets } from "./plan.ts";
 
 /** Raised while the program starts: a user mistake, reported without a stack trace and before anything is created. */
 export class MissingSecretsError extends pulumi.RunError {

@@ -3,7 +3,7 @@ import { validateConfig } from "../../components/config/index.ts";
 import { PlanError, addressPlan, planHomelab, postUpSteps } from "../../components/plan.ts";
 import { containerCreateArgs, nodeFilesTar, networkCreateArgs } from "../../components/platform/docker-cli.ts";
 import { startOrder } from "../../components/platform/plan.ts";
-import { redactedSecrets } from "../../cli/stack-commands.ts";
+import { redactedSecrets } from "../../components/plan.ts";
 import tar from "tar-stream";
 import { Readable } from "node:stream";
 
