@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import tar from "tar-stream";
-import { startOrder, type HomelabPlan, type NodePlan } from "./plan.ts";
+import { startOrder, type HomelabPlan, type NodeFile, type NodePlan } from "./plan.ts";
 
 export const LABEL_STACK = "dev.homelab-data.stack";
 export const LABEL_NODE = "dev.homelab-data.node";
@@ -54,11 +54,16 @@ export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The node's files as a tar archive rooted at `/`, for `docker cp - <container>:/`. Parents included. */
-export async function nodeFilesTar(node: NodePlan): Promise<Buffer> {
+/**
+ * Files as a tar archive rooted at `/` (parents included), for `docker cp - <container>:/`. Every entry has
+ * mtime 0 so the same files always make the same bytes: the docker-cli platform compares its (secret)
+ * stdin between runs, and a changing archive would replace every container on every `up`.
+ */
+export async function filesTar(files: NodeFile[]): Promise<Buffer> {
   const pack = tar.pack();
   const dirs = new Set<string>();
-  for (const file of node.files) {
+  const epoch = new Date(0);
+  for (const file of files) {
     let dir = path.posix.dirname(file.path);
     const chain: string[] = [];
     while (dir !== "/" && !dirs.has(dir)) {
@@ -66,14 +71,17 @@ export async function nodeFilesTar(node: NodePlan): Promise<Buffer> {
       dirs.add(dir);
       dir = path.posix.dirname(dir);
     }
-    for (const d of chain) pack.entry({ name: d.slice(1), type: "directory", mode: 0o755 });
-    pack.entry({ name: file.path.slice(1), mode: file.mode, mtime: new Date(0) }, file.content);
+    for (const d of chain) pack.entry({ name: d.slice(1), type: "directory", mode: 0o755, mtime: epoch });
+    pack.entry({ name: file.path.slice(1), mode: file.mode, mtime: epoch }, file.content);
   }
   pack.finalize();
   const chunks: Buffer[] = [];
   for await (const chunk of pack) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** A node's files as a tar archive (see filesTar). */
+export const nodeFilesTar = (node: NodePlan): Promise<Buffer> => filesTar(node.files);
 
 export interface RunResult {
   code: number;

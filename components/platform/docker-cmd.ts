@@ -13,9 +13,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import tar from "tar-stream";
 import type { HomelabSpec } from "../config/index.ts";
-import { containerCreateArgs, networkCreateArgs, shellQuote, volumeCreateArgs } from "./docker-cli.ts";
+import { containerCreateArgs, filesTar, networkCreateArgs, shellQuote, volumeCreateArgs } from "./docker-cli.ts";
 import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./index.ts";
 import { healthTimeoutSeconds, volumeResourceOptions, volumeSuffix } from "./index.ts";
 import type { HomelabPlan, ImageRef, NodeFile, NodePlan } from "./plan.ts";
@@ -32,29 +31,9 @@ export function imageShortName(ref: ImageRef): string {
 const sh = (argv: string[]) => argv.map(shellQuote).join(" ");
 const quiet = (argv: string[]) => `${sh(argv)} >/dev/null`;
 
-/**
- * The files as a tar rooted at `/` (parents included, as nodeFilesTar), base64. Every entry has mtime 0:
- * the stdin is compared between runs, and a changing archive would replace every container on every `up`.
- */
+/** The files as a stable tar (filesTar: mtime 0, parents included), base64 for the command's stdin. */
 export async function filesTarBase64(files: NodeFile[]): Promise<string> {
-  const pack = tar.pack();
-  const dirs = new Set<string>();
-  const epoch = new Date(0);
-  for (const file of files) {
-    let dir = path.posix.dirname(file.path);
-    const chain: string[] = [];
-    while (dir !== "/" && !dirs.has(dir)) {
-      chain.unshift(dir);
-      dirs.add(dir);
-      dir = path.posix.dirname(dir);
-    }
-    for (const d of chain) pack.entry({ name: d.slice(1), type: "directory", mode: 0o755, mtime: epoch });
-    pack.entry({ name: file.path.slice(1), mode: file.mode, mtime: epoch }, file.content);
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of pack) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("base64");
+  return (await filesTar(files)).toString("base64");
 }
 
 /** Content digest of an image build context: a changed Dockerfile or script rebuilds the image. */
