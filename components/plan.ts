@@ -231,6 +231,9 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         { name: "app", password: secrets.redisAppPassword, role: "app" },
         { name: "replica", password: secrets.redisReplicaPassword, role: "replica" },
         { name: "health", password: secrets.redisHealthPassword, role: "health" },
+        // Promotion (REPLICAOF NO ONE) and persistence checks (INFO, CONFIG GET) need more than the app
+        // user may do; the redis drill and an operator at the console use this one.
+        { name: "admin", password: secrets.redisAdminPassword, role: "admin" },
       ],
     });
     redisNames.forEach((name, i) => {
@@ -256,6 +259,10 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
           { path: `${ETC}/redis.conf`, content: conf.text, mode: 0o640, secret: conf.containsSecret },
           { path: `${ETC}/users.acl`, content: acl, mode: 0o640, secret: true },
           secretFile("health", secrets.redisHealthPassword),
+          // Read by root on the node only: the redis drill's writer (app) and its admin commands (admin)
+          // take their passwords from the node, like the PostgreSQL drills do (ARCHITECTURE.md step 5).
+          secretFile("app", secrets.redisAppPassword),
+          secretFile("admin", secrets.redisAdminPassword),
         ],
         volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/redis", retainOnDestroy: false }],
         ports: [{ name: "redis", containerPort: 6379, hostPort: spec.docker.basePort + 20 + i }],

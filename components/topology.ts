@@ -69,7 +69,9 @@ export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, opts: { dockerH
       passwordFiles: Object.fromEntries(Object.values(pgRoles).map((r) => [r, `/etc/homelab/secrets/${r}.password`])),
     },
     pgbackrest: { stanza: spec.pgbackrest.stanza, repositoryNode: "backup", maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge, tlsPort: 8432 },
-    redis: spec.redis.enabled ? { appUser: "app", passwordFiles: { health: "/etc/homelab/secrets/health.password" } } : undefined,
+    redis: spec.redis.enabled
+      ? { appUser: "app", passwordFiles: Object.fromEntries(["health", "app", "admin"].map((u) => [u, `/etc/homelab/secrets/${u}.password`])) }
+      : undefined,
     objectives: spec.objectives,
     nodes: plan.nodes.map((n) => ({
       name: n.name,

@@ -326,6 +326,7 @@ export const SECRET_KEYS = {
   redisAppPassword: "password of the Redis app user",
   redisReplicaPassword: "password of the Redis replication user",
   redisHealthPassword: "password of the Redis health-check user",
+  redisAdminPassword: "password of the Redis admin user (operators at the console; the redis drill's INFO, CONFIG GET and REPLICAOF)",
   tls: "pgBackRest TLS material (CA + per-node certificates and keys, JSON)",
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;

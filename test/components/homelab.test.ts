@@ -183,11 +183,12 @@ describe("Homelab on the docker platform (stack local)", () => {
     const values = secretValues(secrets);
     expect(findLeaks(recorder.resources, values)).toEqual([]);
     // The check is not vacuous: every secret the nodes' files hold in plaintext does reach the resources,
-    // inside secrets (the Redis app password only travels as its ACL hash, the CA key stays with `init`).
+    // inside secrets (the Redis replica password only travels as its ACL hash, the CA key stays with `init`).
     const files = JSON.stringify(mod.plan.planHomelab(spec, secrets).nodes.map((n) => n.files));
     const carried = values.filter((v) => files.includes(v));
-    // 4 PostgreSQL passwords, the Redis health password, the TLS keys of pg-1, pg-2 and backup.
-    expect(carried).toHaveLength(4 + 1 + 3);
+    // 4 PostgreSQL passwords, the Redis health, app and admin passwords (the redis drill reads the last two
+    // on the node), the TLS keys of pg-1, pg-2 and backup.
+    expect(carried).toHaveLength(4 + 3 + 3);
     const everything = JSON.stringify(recorder.resources.map((r) => r.inputs));
     for (const v of carried) expect(everything.includes(v), v).toBe(true);
   });

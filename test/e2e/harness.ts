@@ -52,6 +52,7 @@ export function makeSecrets(spec: HomelabSpec): HomelabSecrets {
     redisAppPassword: generatePassword(),
     redisReplicaPassword: generatePassword(),
     redisHealthPassword: generatePassword(),
+    redisAdminPassword: generatePassword(),
     tls: generateTlsBundle(hostnames),
   };
 }

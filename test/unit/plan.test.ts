@@ -53,6 +53,17 @@ describe("planHomelab", () => {
     expect(postUpSteps(plan, "main").map((s) => s.command.join(" "))).toEqual(["pgbackrest --stanza=main stanza-create", "pgbackrest --stanza=main check", "pgbackrest --stanza=main --type=full backup"]);
   });
 
+  it("gives both Redis nodes the admin user and the app/admin passwords the redis drill reads on the node", () => {
+    for (const name of ["redis", "redis-replica"]) {
+      const files = node(name).files;
+      const acl = files.find((f) => f.path === "/etc/homelab/users.acl")!.content;
+      expect(acl).toMatch(/^user admin on resetpass #[0-9a-f]{64} ~\* &\* \+@all$/m);
+      for (const user of ["health", "app", "admin"]) {
+        expect(files.find((f) => f.path === `/etc/homelab/secrets/${user}.password`), `${name}: ${user}`).toMatchObject({ content: `REDACTED-redis${user[0]!.toUpperCase()}${user.slice(1)}Password`, mode: 0o600, secret: true });
+      }
+    }
+  });
+
   it("rejects a subnet too small for the fixed host offsets", () => {
     expect(() => addressPlan("10.0.0.0/28")).toThrow(PlanError);
     expect(addressPlan("10.1.2.0/24").at(10)).toBe("10.1.2.10");
