@@ -1,0 +1,102 @@
+// What the backup repository holds, as a drill needs it: the newest archived WAL segment and the newest
+// backup, from `pgbackrest --output=json info` run on the repository node (pgBackRest user guide "Info").
+// The parser is pure and unit-tested; pgbackrestInfoOnNode only runs the command.
+import type { ControlledNode, NodeControl } from "./nodes.ts";
+
+export interface RepositoryBackup {
+  label: string;
+  type: string;
+  /** Backup stop time (ms since epoch). */
+  stopMs: number;
+  /** First and last WAL segment the backup needs. */
+  archiveStart: string | null;
+  archiveStop: string | null;
+}
+
+export interface RepositoryState {
+  stanza: string;
+  /** pgBackRest status code (0 ok, 1 missing stanza path, 2 no valid backups, 3 missing stanza data...). */
+  statusCode: number;
+  statusMessage: string;
+  backups: RepositoryBackup[];
+  /** Newest backup by stop time, or null. */
+  newestBackup: RepositoryBackup | null;
+  /** Highest archived segment over every database id of the stanza, or null. */
+  newestArchivedWal: string | null;
+}
+
+const SEGMENT = /^[0-9A-F]{24}$/;
+
+export function isWalSegment(name: string): boolean {
+  return SEGMENT.test(name);
+}
+
+/**
+ * Orders WAL segment names (TTTTTTTTLLLLLLLLSSSSSSSS: timeline, log, segment; fixed-width upper-case hex),
+ * so plain string comparison is the order: a segment of a later timeline sorts after every segment of the
+ * earlier one, which is right for "has the archive reached X" once the new timeline forked at or after X.
+ */
+export function compareWalSegments(a: string, b: string): number {
+  for (const s of [a, b]) if (!isWalSegment(s)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(s)} (24 upper-case hex digits)`);
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Timeline of a WAL segment name (its first 8 hex digits). */
+export function walTimeline(segment: string): number {
+  if (!isWalSegment(segment)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(segment)}`);
+  return parseInt(segment.slice(0, 8), 16);
+}
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json => (v && typeof v === "object" && !Array.isArray(v) ? (v as Json) : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
+
+/** The state of `stanza` from `pgbackrest --output=json info` output. Throws when the text is not that JSON. */
+export function parsePgbackrestInfo(text: string, stanza: string): RepositoryState {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`pgbackrest info did not print JSON (${(e as Error).message}): ${text.slice(0, 200)}`, { cause: e });
+  }
+  if (!Array.isArray(value)) throw new Error(`pgbackrest info printed ${typeof value}, expected a list of stanzas`);
+  const entry = obj(value.find((s) => obj(s).name === stanza));
+  if (Object.keys(entry).length === 0) {
+    return { stanza, statusCode: 1, statusMessage: `stanza ${stanza} not in pgbackrest info (stanzas: ${value.map((s) => String(obj(s).name)).join(", ") || "none"})`, backups: [], newestBackup: null, newestArchivedWal: null };
+  }
+  const status = obj(entry.status);
+  const backups: RepositoryBackup[] = arr(entry.backup).map((b) => {
+    const o = obj(b);
+    const archive = obj(o.archive);
+    return {
+      label: String(o.label ?? ""),
+      type: String(o.type ?? ""),
+      stopMs: Number(obj(o.timestamp).stop ?? 0) * 1000,
+      archiveStart: str(archive.start),
+      archiveStop: str(archive.stop),
+    };
+  });
+  let newestBackup: RepositoryBackup | null = null;
+  for (const b of backups) if (!newestBackup || b.stopMs > newestBackup.stopMs) newestBackup = b;
+  let newestArchivedWal: string | null = null;
+  for (const a of arr(entry.archive)) {
+    const max = str(obj(a).max);
+    if (max && isWalSegment(max) && (newestArchivedWal === null || max > newestArchivedWal)) newestArchivedWal = max;
+  }
+  return {
+    stanza,
+    statusCode: Number(status.code ?? -1),
+    statusMessage: String(status.message ?? ""),
+    backups,
+    newestBackup,
+    newestArchivedWal,
+  };
+}
+
+/** Runs `pgbackrest --stanza=<s> --output=json info` on the repository node (the image's wrapper drops to postgres). */
+export async function pgbackrestInfoOnNode(ctl: NodeControl, repository: ControlledNode, stanza: string, opts: { timeoutMs?: number } = {}): Promise<RepositoryState> {
+  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--output=json", "info"], { allowFailure: true, timeoutMs: opts.timeoutMs ?? 30_000 });
+  if (r.code !== 0) throw new Error(`${repository.name}: pgbackrest info failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
+  return parsePgbackrestInfo(r.stdout, stanza);
+}
