@@ -9,6 +9,12 @@
 //     (networking.c clientAcceptHandler refuses non-loopback clients while protected-mode is on and the
 //     default user is `nopass`). With this ACL file protected-mode stays `yes` AND `bind 0.0.0.0` serves
 //     the container network: every client that gets in still needs a named user's password.
+//   - The default user nevertheless holds every permission (`off resetpass ~* &* +@all`): Redis replays
+//     the AOF through a fake client that runs as the default user, and EXEC re-checks ACLs of the queued
+//     commands, so with `-@all` every MULTI/EXEC (and every script's effects, which are written wrapped in
+//     MULTI/EXEC) is rejected at load and silently lost on restart (redis/redis#14541, fixed in Redis by
+//     PR #14545, not in 7.0; valkey-io/valkey#3983). `off` + no password still refuses every connection
+//     (NOAUTH), so the permissions serve only that replay. Found by the redis drill (drills/redis.mts).
 //   - Passwords only appear in users.acl as SHA-256 hashes (`#<hex>`); the ACL file is still treated as a
 //     secret by callers (hashes of short passwords are guessable offline).
 //   - A replica's redis.conf needs `masterauth` in plaintext (Redis 7.0 has no masterauth file option):
@@ -97,6 +103,9 @@ export interface RedisConf {
   /** True when `text` holds a plaintext password (replicaOf.password): store and ship it as a secret. */
   containsSecret: boolean;
 }
+
+/** The `default` user line of every ACL file: off for clients, all permissions for the AOF replay (header). */
+export const REDIS_DEFAULT_USER_LINE = "user default off resetpass ~* &* +@all";
 
 /** Least-privilege presets; see ROLE_RULES for the exact rules and why. */
 export type RedisAclRole = "app" | "replica" | "health" | "admin";
@@ -465,7 +474,8 @@ export function validateRedisAcl(input: RedisAclInput): void {
  */
 export function renderRedisAcl(input: RedisAclInput): string {
   validateRedisAcl(input);
-  const lines = ["user default off resetpass resetkeys resetchannels -@all"];
+  // Off and passwordless (no client can be it), but allowed everything: the AOF replay runs as it (header).
+  const lines = [REDIS_DEFAULT_USER_LINE];
   for (const u of input.users) {
     const hash = u.password !== undefined ? redisPasswordSha256Hex(u.password) : (u.passwordSha256Hex as string).toLowerCase();
     const rules = [...roleRules(u.role, u.keyPrefix ?? REDIS_DEFAULTS.appKeyPrefix), ...(u.extraRules ?? [])];

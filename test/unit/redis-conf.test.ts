@@ -329,7 +329,7 @@ describe("renderRedisAcl", () => {
   it("renders the default user off and least-privilege users with hashed passwords (golden)", () => {
     expect(renderRedisAcl({ users })).toBe(
       [
-        "user default off resetpass resetkeys resetchannels -@all",
+        "user default off resetpass ~* &* +@all",
         "user app on resetpass #ede74b31cec8a9940838ba2caa40dfde3b37ecc24d41e21273fa7d64e9e5ef26 resetkeys ~app:* resetchannels &app:* -@all +@read +@write +@transaction +@connection -@dangerous",
         "user replica on resetpass #45d3a57437afd5e2fd9d7fdcc2fa67d17b892cbc5f4d97e596b1fa72de73f5e6 resetkeys resetchannels -@all +psync +replconf +ping",
         "user health on resetpass #359d59c41653043e7231bcf2841accdb61bd7b7e26263cbacb6c60f5791497e7 resetkeys resetchannels -@all +ping",
@@ -476,7 +476,7 @@ describe("redis properties", () => {
       fc.property(validAcl, (list) => {
         const text = renderRedisAcl({ users: list });
         const lines = text.trimEnd().split("\n");
-        expect(lines[0]).toBe("user default off resetpass resetkeys resetchannels -@all");
+        expect(lines[0]).toBe("user default off resetpass ~* &* +@all");
         expect(lines).toHaveLength(list.length + 1);
         lines.forEach((line, i) => {
           const [kw, name, ...rules] = line.split(" ");
