@@ -145,6 +145,23 @@ export function walGapBytes(lsnA: string, lsnB: string): number {
   return n;
 }
 
+/**
+ * The last entry of a timeline history file (`pg_wal/0000000N.history`: `parentTLI<TAB>switchpoint<TAB>reason`
+ * per line): the timeline the newest one branched from and the LSN where it did, i.e. the promote LSN.
+ * Undefined for an empty file (timeline 1 has none).
+ */
+export function parseTimelineHistory(text: string): { parentTimeline: number; switchpoint: string } | undefined {
+  const entries = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"))
+    .map((l) => l.split(/\s+/));
+  const last = entries[entries.length - 1];
+  if (!last || last.length < 2 || !/^\d+$/.test(last[0]!)) return undefined;
+  parseLsn(last[1]!); // throws on a malformed line rather than reporting garbage as the promote LSN
+  return { parentTimeline: Number(last[0]), switchpoint: last[1]! };
+}
+
 // ----------------------------------------------------------------------------------------------- RTO
 
 /** A named instant: the END of the phase of that name (e.g. detection ends when the probe first fails). */

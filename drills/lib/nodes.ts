@@ -155,10 +155,66 @@ export async function readSecret(ctl: NodeControl, node: ControlledNode, path: s
 /**
  * Runs SQL on a PostgreSQL node as the OS user postgres over the local socket (peer auth), unaligned and
  * tuples-only: what a drill uses to ask a node about itself (pg_is_in_recovery, LSNs) even when the network
- * path is broken. Rejects with psql's error unless allowFailure.
+ * path is broken. Several statements: one -c each (output lines in order). Rejects with psql's error.
  */
-export async function psqlOnNode(ctl: NodeControl, node: ControlledNode, sql: string, opts: { database?: string; timeoutMs?: number } = {}): Promise<string> {
-  const r = await ctl.exec(node, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", opts.database ?? "postgres", "-c", sql], { user: "postgres", allowFailure: true, timeoutMs: opts.timeoutMs ?? 10_000 });
+export async function psqlOnNode(ctl: NodeControl, node: ControlledNode, sql: string | readonly string[], opts: { database?: string; timeoutMs?: number } = {}): Promise<string> {
+  // Several statements go as several -c: each its own transaction, so ALTER SYSTEM (refused inside a
+  // transaction block) can precede pg_reload_conf() in one round trip.
+  const commands = (typeof sql === "string" ? [sql] : sql).flatMap((s) => ["-c", s]);
+  const r = await ctl.exec(node, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", opts.database ?? "postgres", ...commands], { user: "postgres", allowFailure: true, timeoutMs: opts.timeoutMs ?? 10_000 });
   if (r.code !== 0) throw new Error(`${node.name}: psql failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
   return r.stdout.trim();
+}
+
+/**
+ * Runs one SELECT on a STOPPED PostgreSQL data directory in single-user mode (`postgres --single`, as the OS
+ * user postgres): crash recovery runs first, then the query, then a shutdown checkpoint. No listener, no
+ * archiver, no replication: nobody can write to the cluster while it is read. What a drill uses to see
+ * what a killed primary held before pg_rewind discards it (pg_rewind runs this same single-user recovery
+ * itself when the target was not shut down cleanly). Returns the row's columns by name (one row only).
+ */
+export async function queryStoppedCluster(ctl: NodeControl, node: ControlledNode, sql: string, opts: { database: string; timeoutMs?: number }): Promise<Record<string, string | null>> {
+  if (/[\n\r]/.test(sql)) throw new Error("queryStoppedCluster: one line of SQL (single-user mode ends a statement at a newline)");
+  // PGDATA comes from the image's environment; settings stay as configured (archive_mode untouched, so no
+  // segment waiting to be archived is recycled by the shutdown checkpoint).
+  const r = await ctl.exec(node, ["sh", "-c", 'exec postgres --single -D "$PGDATA" "$1"', "sh", opts.database], { user: "postgres", input: `${sql}\n`, allowFailure: true, timeoutMs: opts.timeoutMs ?? 120_000 });
+  if (r.code !== 0) throw new Error(`${node.name}: postgres --single failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  const error = /\b(?:ERROR|FATAL):\s+.*$/m.exec(`${r.stdout}\n${r.stderr}`);
+  if (error) throw new Error(`${node.name}: postgres --single: ${error[0]}`);
+  const rows = parseSingleUserOutput(r.stdout);
+  if (rows.length !== 1) throw new Error(`${node.name}: postgres --single returned ${rows.length} rows for a one-row query`);
+  return rows[0]!;
+}
+
+/**
+ * Rows printed by single-user mode (src/backend/access/common/printtup.c debugtup): a header block naming
+ * the columns, then per row `\t N: name = "value"\t(typeid = ...)` lines ended by `\t----`. A NULL column
+ * prints no line at all, so every column named in the header is present in each row, null when missing.
+ */
+export function parseSingleUserOutput(stdout: string): Record<string, string | null>[] {
+  // Blocks end at a `----` line; the text after the last one (the next prompt) is no block.
+  const blocks: string[][] = [[]];
+  for (const line of stdout.split("\n")) {
+    if (/^\s*----\s*$/.test(line)) blocks.push([]);
+    else blocks[blocks.length - 1]!.push(line);
+  }
+  const terminated = blocks.slice(0, -1);
+  const header = /^\s*(?:backend>\s*)?\d+: (\S+)\s+\(typeid = /;
+  const value = /^\s*(?:backend>\s*)?\d+: (\S+) = "(.*)"\s+\(typeid = /;
+  const rows: Record<string, string | null>[] = [];
+  let columns: string[] | undefined;
+  for (const block of terminated) {
+    if (columns === undefined) {
+      const names = block.map((l) => header.exec(l)?.[1]).filter((n): n is string => n !== undefined);
+      if (names.length > 0) columns = names;
+      continue;
+    }
+    const row: Record<string, string | null> = Object.fromEntries(columns.map((c) => [c, null]));
+    for (const line of block) {
+      const m = value.exec(line);
+      if (m) row[m[1]!] = m[2]!;
+    }
+    rows.push(row);
+  }
+  return rows;
 }

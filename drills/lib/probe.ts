@@ -125,6 +125,11 @@ export class Probe {
     return first;
   }
 
+  /** When `consecutive` attempts in a row (by start time, all started at or after `instantMs`) had failed. */
+  failingSince(instantMs: number, consecutive: number): number | undefined {
+    return consecutiveFailuresAfter(this.attempts, instantMs, consecutive);
+  }
+
   /** Resolves with the end time of the first success after `instantMs`; WaitTimeoutError after `timeoutMs`. */
   waitForSuccessAfter(instantMs: number, timeoutMs: number): Promise<number> {
     const known = this.firstSuccessAfter(instantMs);
@@ -155,6 +160,31 @@ export class Probe {
   history(): ProbeAttempt[] {
     return this.attempts.map((a) => ({ ...a }));
   }
+}
+
+/**
+ * The detection instant of a failure detector that declares a node down after `consecutive` failed attempts
+ * in a row: among attempts started at or after `instantMs`, in start order, the first run of `consecutive`
+ * failures with no success between them; returns when the last of them was known to fail (the latest end
+ * time in the run). Undefined until such a run was recorded. One failure (consecutive = 1) is a hair trigger:
+ * a single lost packet would promote a replica.
+ */
+export function consecutiveFailuresAfter(attempts: readonly ProbeAttempt[], instantMs: number, consecutive: number): number | undefined {
+  if (!(Number.isInteger(consecutive) && consecutive >= 1)) throw new RangeError(`consecutive must be a whole number >= 1 (got ${consecutive})`);
+  const after = attempts.filter((a) => a.startedAtMs >= instantMs).sort((a, b) => a.startedAtMs - b.startedAtMs || a.endedAtMs - b.endedAtMs);
+  let run = 0;
+  let knownAt = -Infinity;
+  for (const a of after) {
+    if (a.ok) {
+      run = 0;
+      knownAt = -Infinity;
+      continue;
+    }
+    run++;
+    knownAt = Math.max(knownAt, a.endedAtMs);
+    if (run === consecutive) return knownAt;
+  }
+  return undefined;
 }
 
 /**
