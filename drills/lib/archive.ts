@@ -1,6 +1,7 @@
 // What the backup repository holds, as a drill needs it: the newest archived WAL segment and the newest
 // backup, from `pgbackrest --output=json info` run on the repository node (pgBackRest user guide "Info").
 // The parser is pure and unit-tested; pgbackrestInfoOnNode only runs the command.
+import { formatLsn } from "./measure.ts";
 import type { ControlledNode, NodeControl } from "./nodes.ts";
 
 export interface RepositoryBackup {
@@ -45,6 +46,19 @@ export function compareWalSegments(a: string, b: string): number {
 export function walTimeline(segment: string): number {
   if (!isWalSegment(segment)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(segment)}`);
   return parseInt(segment.slice(0, 8), 16);
+}
+
+/**
+ * The LSN just past the end of a WAL segment (where the next segment starts): what an archive holding
+ * `segment` covers. `segmentBytes` is wal_segment_size (16 MiB unless initdb said otherwise); the name's
+ * middle part counts 4 GiB "log" units and its last part segments within one (PostgreSQL's XLogFileName).
+ */
+export function walSegmentEndLsn(segment: string, segmentBytes = 16 * 1024 ** 2): string {
+  if (!isWalSegment(segment)) throw new RangeError(`not a WAL segment name: ${JSON.stringify(segment)}`);
+  if (!(Number.isSafeInteger(segmentBytes) && segmentBytes > 0 && (segmentBytes & (segmentBytes - 1)) === 0)) throw new RangeError(`wal segment size ${segmentBytes} is not a power of two`);
+  const log = BigInt(`0x${segment.slice(8, 16)}`);
+  const seg = BigInt(`0x${segment.slice(16, 24)}`);
+  return formatLsn(log * 0x100000000n + (seg + 1n) * BigInt(segmentBytes));
 }
 
 type Json = Record<string, unknown>;

@@ -1,6 +1,6 @@
 // drills/lib/archive.ts: `pgbackrest --output=json info` parsing and WAL segment order.
 import { describe, expect, it } from "vitest";
-import { compareWalSegments, isWalSegment, parsePgbackrestInfo, walTimeline } from "../../drills/lib/archive.ts";
+import { compareWalSegments, isWalSegment, parsePgbackrestInfo, walSegmentEndLsn, walTimeline } from "../../drills/lib/archive.ts";
 
 // Shape of pgBackRest 2.55's JSON info (trimmed to what the parser reads, plus fields it must ignore).
 const INFO = JSON.stringify([
@@ -44,5 +44,14 @@ describe("WAL segments", () => {
     expect(walTimeline("0000000A0000000000000001")).toBe(10);
     expect(isWalSegment("00000001000000000000000a")).toBe(false);
     expect(() => compareWalSegments("x", "000000010000000000000009")).toThrow(RangeError);
+  });
+});
+
+describe("walSegmentEndLsn", () => {
+  it("is where the next segment starts (pg_walfile_name of it names the next segment)", () => {
+    expect(walSegmentEndLsn("000000010000000000000009")).toBe("0/A000000");
+    expect(walSegmentEndLsn("0000000200000001000000FF")).toBe("2/0");
+    expect(walSegmentEndLsn("00000001000000000000003F", 64 * 1024 ** 2)).toBe("1/0");
+    expect(() => walSegmentEndLsn("000000010000000000000003", 1000)).toThrow(RangeError);
   });
 });
