@@ -1,0 +1,495 @@
+// Failover drill (DRILLS.md "Drills" 2), rehearsing runbooks/postgres-failover.md step by step: a writer
+// runs against the primary; the primary is killed hard; the failure is detected by a probe; the replica is
+// promoted and the writer repointed; RTO and RPO are measured from the writer's acknowledged log; the old
+// primary, which must have accepted no write after the fault, rejoins as a replica with pg_rewind; the time
+// until the cluster is primary + streaming replica again is "redundancy restored".
+//
+//   npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]
+//
+// Exit code 0 only when every objective is met (objectives.failover of the stack). Roles are discovered at
+// run time, so a second run fails back. Only the measuring lives in drills/lib; this file orchestrates.
+import { randomBytes } from "node:crypto";
+import { pathToFileURL } from "node:url";
+import pg from "pg";
+import { parseArgv } from "zx";
+import { formatBytes } from "../components/config/units.ts";
+import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
+import { replaceDockerContainer } from "./lib/docker-replace.ts";
+import { DrillLog } from "./lib/log.ts";
+import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
+import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
+import { Probe, pgReadProbe, waitFor } from "./lib/probe.ts";
+import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
+
+export const DRILL = "failover";
+
+/**
+ * Detection rule: the primary is declared down after this many probe attempts in a row failed (probes every
+ * 100 ms, each a fresh connection + `SELECT 1`). One failure would be a hair trigger (a single dropped
+ * connection would promote); three cost ~200 ms of RTO over the first failure.
+ */
+export const DETECTION_CONSECUTIVE_FAILURES = 3;
+const PROBE_INTERVAL_MS = 100;
+
+/**
+ * Settings the replica gets for its promotion (ALTER SYSTEM + reload), reset after the rejoin:
+ * - wal_retrieve_retry_interval: when the WAL receiver lost the primary less than this long ago, the
+ *   startup process sleeps out the rest of it before it acts on a promote request (PostgreSQL 17
+ *   xlogrecovery.c WaitForWALToBecomeAvailable: the promote wake-up is consumed, then the retry sleep
+ *   starts). At the default 5 s that is 5 s of RTO for nothing; the reload also cuts a sleep in progress.
+ * - sync mode, synchronous_standby_names: the new primary has no standby left, so every commit would wait
+ *   for one forever. Relaxed to '' (Patroni does the same when synchronous_mode_strict is off).
+ */
+const PROMOTION_SETTINGS = (sync: boolean): [string, string][] => [["wal_retrieve_retry_interval", "100ms"], ...(sync ? ([["synchronous_standby_names", ""]] as [string, string][]) : [])];
+/** The writer runs this long on the primary before the fault (acknowledged writes to lose, if any). */
+const WARMUP_MS = 3000;
+/** ... and this long on the new primary after the first acknowledged write there. */
+const AFTER_RECOVERY_MS = 1000;
+
+export interface FaultContext {
+  primary: TopologyNode;
+  replica: TopologyNode;
+  ctl: NodeControl;
+  log: DrillLog;
+}
+
+export interface FailoverDrillOptions {
+  topology: Topology;
+  /** Reports folder (history accumulates there). Default "reports". */
+  reportsDir?: string;
+  log?: DrillLog;
+  /** Writer rate. Default 100. */
+  writesPerSecond?: number;
+  /** Default: controlFor(topology). */
+  nodeControl?: NodeControl;
+  /**
+   * Fault-injection seam for the drill's twins (DRILLS.md "Fault catalog"): runs after preflight with the
+   * writer going, right before the lag is measured and the primary killed. A function it returns runs right
+   * after the kill (e.g. to unpause a replica it froze). Never set in a real drill.
+   */
+  beforeFault?: (ctx: FaultContext) => Promise<void | (() => Promise<void>)>;
+}
+
+/** application_name and slot of a PG node: what the stack configured (env), '-' -> '_' otherwise. */
+function streamingName(node: TopologyNode): { applicationName: string; slot: string } {
+  const fallback = node.name.replace(/-/g, "_");
+  const applicationName = node.env.HOMELAB_APPLICATION_NAME ?? fallback;
+  const slot = node.env.HOMELAB_REPLICATION_SLOT ?? fallback;
+  for (const [what, v] of [["application_name", applicationName], ["replication slot", slot]] as const) {
+    // Interpolated into SQL below: only what homelab-configure-standby itself accepts.
+    if (!/^[a-z0-9_]{1,63}$/.test(v)) throw new Error(`node ${node.name}: ${what} ${JSON.stringify(v)} is not [a-z0-9_]{1,63}`);
+  }
+  return { applicationName, slot };
+}
+
+const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+interface ReplicationRow {
+  applicationName: string;
+  state: string;
+  syncState: string;
+}
+
+async function replicationRows(ctl: NodeControl, primary: TopologyNode): Promise<ReplicationRow[]> {
+  // pg_stat_replication's details are visible to superusers only: asked as the OS user postgres.
+  const out = await psqlOnNode(ctl, primary, "select coalesce(application_name, '') || '|' || coalesce(state, '') || '|' || coalesce(sync_state, '') from pg_stat_replication order by 1");
+  return out
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => {
+      const [applicationName = "", state = "", syncState = ""] = l.split("|");
+      return { applicationName, state, syncState };
+    });
+}
+
+const describeRows = (rows: ReplicationRow[]) => (rows.length === 0 ? "none" : rows.map((r) => `${r.applicationName || "?"} ${r.state} (${r.syncState})`).join(", "));
+
+async function withPg<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: 10_000, application_name: "homelab-drill-failover" });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<DrillReport> {
+  const t = opts.topology;
+  const log = opts.log ?? new DrillLog();
+  const ctl = opts.nodeControl ?? controlFor(t);
+  const startedAtMs = Date.now();
+  const runId = `${new Date(startedAtMs).toISOString().replace(/[-:T]/g, "").slice(0, 14)}-${randomBytes(3).toString("hex")}`;
+  const sync = t.postgres.replicationMode === "sync";
+  const objective = t.objectives.failover;
+  // An RPO objective in seconds is not part of the stack config today; honoured when a topology carries one.
+  const rpoObjectiveSeconds = (objective as { rpo?: unknown }).rpo;
+  const objectives: Record<string, number> = { rtoSeconds: objective.rto, rpoWrites: objective.rpoWrites, redundancyRestoredSeconds: objective.redundancyRestored };
+  if (typeof rpoObjectiveSeconds === "number") objectives.rpoSeconds = rpoObjectiveSeconds;
+  const checks: Check[] = [];
+  const evidence: Record<string, unknown> = { replicationMode: t.postgres.replicationMode, detectionRule: `${DETECTION_CONSECUTIVE_FAILURES} consecutive failed probes, every ${PROBE_INTERVAL_MS} ms` };
+  let rpo: (RpoMeasurement & { walGapBytes?: number }) | null = null;
+  let rto: (RtoBreakdown & { redundancyRestoredSeconds?: number }) | null = null;
+  let writer: AckWriter | undefined;
+  let probe: Probe | undefined;
+
+  log.info(`failover drill on stack ${t.stack} (${t.postgres.replicationMode} replication), run ${runId}; objectives: RTO ${formatSeconds(objective.rto)}, lost writes <= ${objective.rpoWrites}, redundancy restored ${formatSeconds(objective.redundancyRestored)}`);
+
+  try {
+    // ------------------------------------------------------------------------------------ 1. preflight
+    const pre = await log.step(
+      "preflight",
+      async (phase) => {
+        const states = await pgNodeStates(t, ctl);
+        const primary = await currentPrimary(t, ctl);
+        const replicas = states.filter((s) => s.state === "replica").map((s) => s.node);
+        const unreachable = states.filter((s) => s.state === "unreachable").map((s) => s.node.name);
+        const rows = await replicationRows(ctl, primary);
+        evidence.replicationBefore = rows;
+        const fail = (name: string, detail: string) => {
+          checks.push(check(name, false, detail));
+          phase.fail(detail);
+          return undefined;
+        };
+        if (replicas.length === 0) {
+          return fail("replica streaming", `replica not streaming: no PostgreSQL node answers as a replica (${states.map((s) => `${s.node.name}: ${s.state}`).join(", ")}${unreachable.length ? `; unreachable: ${unreachable.join(", ")}` : ""}); pg_stat_replication on ${primary.name}: ${describeRows(rows)}`);
+        }
+        if (replicas.length > 1) {
+          return fail("one replica", `the failover drill handles a primary and ONE replica (found ${replicas.map((r) => r.name).join(", ")}): other replicas would keep following the dead primary`);
+        }
+        const replica = replicas[0]!;
+        const { applicationName } = streamingName(replica);
+        const row = rows.find((r) => r.applicationName === applicationName);
+        if (!row || row.state !== "streaming") {
+          const receiver = await psqlOnNode(ctl, replica, "select coalesce((select status || ' from ' || coalesce(sender_host, '?') from pg_stat_wal_receiver), 'no wal receiver running')").catch((e: Error) => `unknown (${e.message})`);
+          return fail("replica streaming", `replica not streaming: ${replica.name} (application_name ${applicationName}) is ${row ? `in state ${row.state}` : "absent"} in pg_stat_replication on ${primary.name} (rows: ${describeRows(rows)}); its wal receiver: ${receiver}. Failing over now would lose every write since it stopped: fix replication first`);
+        }
+        checks.push(check("replica streaming", true, `${replica.name} streams from ${primary.name} (${row.syncState})`));
+        const syncNames = await psqlOnNode(ctl, primary, "show synchronous_standby_names");
+        evidence.synchronousStandbyNames = syncNames;
+        if (sync && (syncNames === "" || !["sync", "quorum"].includes(row.syncState))) {
+          return fail("replica is a synchronous standby", `the stack is in sync mode but ${replica.name} is a ${row.syncState} standby (synchronous_standby_names = ${JSON.stringify(syncNames)} on ${primary.name}): acknowledged writes can be lost`);
+        }
+        const passwordFile = t.postgres.passwordFiles[t.postgres.appUser];
+        if (!passwordFile) throw new Error(`topology names no password file for ${t.postgres.appUser}`);
+        const password = await readSecret(ctl, primary, passwordFile);
+        const auth = { user: t.postgres.appUser, password };
+        phase.done(`primary ${primary.name}, replica ${replica.name} streaming (${row.syncState})`);
+        return { primary, replica, auth };
+      },
+    );
+    if (!pre) return await finish();
+    const { primary, replica, auth } = pre;
+    evidence.primaryBefore = primary.name;
+    evidence.replicaBefore = replica.name;
+    const primaryConfig = pgClientConfig(t, primary, auth);
+    const replicaConfig = pgClientConfig(t, replica, auth);
+
+    // ------------------------------------------------------------------------------------ 2. workload
+    await log.step(
+      "workload",
+      async () => {
+        await withPg(primaryConfig, (c) => ensureWorkloadSchema(c));
+        writer = new AckWriter({ connection: primaryConfig, runId, writesPerSecond: opts.writesPerSecond ?? 100, connectTimeoutMs: 1000, queryTimeoutMs: 2000, backoffMs: 20, maxBackoffMs: PROBE_INTERVAL_MS });
+        writer.start();
+        await waitFor(() => (writer!.getStats().fatalError ? Promise.reject(new Error(writer!.getStats().fatalError)) : writer!.acknowledged().length > 0), { timeoutMs: 15_000, label: "first acknowledged write on the primary" });
+        await new Promise((r) => setTimeout(r, WARMUP_MS));
+      },
+      () => `${writer!.getStats().acknowledged} acknowledged writes on ${primary.name} (first seq ${writer!.firstSeq()})`,
+    );
+    const w = writer!;
+
+    const afterKill = opts.beforeFault ? await opts.beforeFault({ primary, replica, ctl, log }) : undefined;
+
+    // ------------------------------------------------------------------------------ 3. lag at the fault
+    const lagBytes = await log.step(
+      "replication lag before the fault",
+      async () => {
+        const { applicationName } = streamingName(replica);
+        const out = await psqlOnNode(
+          ctl,
+          primary,
+          `select pg_current_wal_lsn()::text || '|' || coalesce(r.state, 'absent') || '|' || coalesce(r.sent_lsn::text, '') || '|' || coalesce(r.flush_lsn::text, '') || '|' || coalesce(r.replay_lsn::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn)::bigint::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text, '') from (select 1) one left join pg_stat_replication r on r.application_name = ${sqlLiteral(applicationName)}`,
+        );
+        const [currentLsn = "", state = "", sentLsn = "", flushLsn = "", replayLsn = "", flushLag = "", replayLag = ""] = out.split("|");
+        evidence.beforeFault = { primaryLsn: currentLsn, replicaState: state, sentLsn, flushLsn, replayLsn, flushLagBytes: flushLag === "" ? null : Number(flushLag), replayLagBytes: replayLag === "" ? null : Number(replayLag) };
+        return flushLag === "" ? null : Number(flushLag);
+      },
+      (lag) => (lag === null ? "replica absent from pg_stat_replication" : `replica ${formatBytes(lag)} behind (flushed), ${formatBytes((evidence.beforeFault as { replayLagBytes: number }).replayLagBytes)} (replayed)`),
+    );
+
+    // ------------------------------------------------------------------------------------ 4. fault
+    probe = new Probe(pgReadProbe(primaryConfig, { timeoutMs: 1000 }), { intervalMs: PROBE_INTERVAL_MS, attemptTimeoutMs: 1000 }).start();
+    const faultAtMs = Date.now();
+    const seqAtFault = await log.step(`fault: kill ${primary.name} (SIGKILL)`, async () => {
+      await ctl.kill(primary);
+      // Read once the node is down: any seq sent later cannot have reached it. The split-brain boundary.
+      return w.highestAttemptedSeq();
+    }, (seq) => `down; writer had sent up to seq ${seq}`);
+    evidence.faultAt = new Date(faultAtMs).toISOString();
+    evidence.seqAtFault = seqAtFault;
+    if (afterKill) await afterKill();
+
+    // ------------------------------------------------------------------------------------ 5. detect
+    const detectedAtMs = await log.step(
+      "detect",
+      async () => {
+        await waitFor(() => probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES) !== undefined, { timeoutMs: 30_000, intervalMs: 10, label: `${primary.name} unreachable (${DETECTION_CONSECUTIVE_FAILURES} failed probes in a row)` });
+        return probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES)!;
+      },
+      (at) => `${primary.name} declared down ${formatDuration(at - faultAtMs)} after the fault (${probe!.lastError() ?? "no error text"})`,
+    );
+    await probe.stop();
+    probe = undefined;
+
+    // ------------------------------------------------------------------------------------ 6. promote
+    const fenced = !(await ctl.isRunning(primary));
+    checks.push(check("old primary fenced before promotion", fenced, fenced ? `${primary.name} is down when ${replica.name} is promoted` : `${primary.name} is running again (restart policy?): promoting now would make two primaries`));
+    if (!fenced) throw new Error(`${primary.name} came back before the promotion: refusing to promote ${replica.name}`);
+    const promotedAtMs = await log.step(
+      `promote ${replica.name}`,
+      async () => {
+        // One psql round trip: the relaxed settings, a reload, then pg_promote (ALTER SYSTEM works on a
+        // standby). Both are reset on both nodes once the old primary has rejoined.
+        const statements = [...PROMOTION_SETTINGS(sync).map(([name, value]) => `ALTER SYSTEM SET ${name} = ${sqlLiteral(value)}`), "SELECT pg_reload_conf()", "SELECT pg_promote(true, 60)"];
+        const out = await psqlOnNode(ctl, replica, statements, { timeoutMs: 90_000 });
+        const promoted = out.split("\n").pop()?.trim();
+        if (promoted !== "t") throw new Error(`pg_promote(true, 60) on ${replica.name} answered ${JSON.stringify(promoted)}: promotion did not finish within 60 s`);
+        return Date.now();
+      },
+      () => `pg_promote done (${PROMOTION_SETTINGS(sync).map(([n, v]) => `${n} = '${v}'`).join(", ")} until the rejoin)`,
+    );
+
+    // ------------------------------------------------------------------------------------ 7. reconnect
+    const repointAtMs = Date.now();
+    const firstWrite = await log.step(
+      "reconnect writer",
+      async () => {
+        w.repoint(replicaConfig);
+        // Only a write whose transaction started after the repoint counts: it can only be on the new primary.
+        await waitFor(
+          () => {
+            const fatal = w.getStats().fatalError;
+            if (fatal) return Promise.reject(new Error(`writer stopped: ${fatal}`));
+            return w.firstAcknowledgedAfter(repointAtMs) !== undefined;
+          },
+          { timeoutMs: Math.max(30_000, objective.rto * 3000), intervalMs: 10, label: `first acknowledged write on ${replica.name}` },
+        ).catch((e: Error) => {
+          checks.push(assertRtoWithin(undefined, objective.rto));
+          throw e;
+        });
+        return w.firstAcknowledgedAfter(repointAtMs)!;
+      },
+      (a) => `first acknowledged write on ${replica.name}: seq ${a.seq}, ${formatDuration(a.clientTimeMs - faultAtMs)} after the fault`,
+    );
+    rto = rtoPhases(
+      [
+        { name: "detection", atMs: detectedAtMs },
+        { name: "promotion", atMs: promotedAtMs },
+        { name: "reconnect", atMs: firstWrite.clientTimeMs },
+      ],
+      faultAtMs,
+    );
+    const phasesText = rto.phases.map((p) => `${p.name} ${formatDuration(p.durationMs)}`).join(", ");
+    const rtoCheck = assertRtoWithin(rto.totalSeconds, objective.rto);
+    checks.push({ ...rtoCheck, detail: `${rtoCheck.detail} (${phasesText})` });
+    log.info(`RTO ${formatSeconds(rto.totalSeconds)}: ${phasesText}`);
+
+    // ------------------------------------------------------------------------------------ 8. RPO
+    await new Promise((r) => setTimeout(r, AFTER_RECOVERY_MS));
+    const stats = await w.stop();
+    evidence.writer = stats;
+    const { measured, branch } = await log.step(
+      "measure RPO",
+      async () => {
+        const present = await withPg(replicaConfig, (c) => presentSeqs(c, { fromSeq: w.firstSeq(), toSeq: w.highestAttemptedSeq() }));
+        // RPO is about the writes the failover put at risk: those the OLD primary acknowledged (before the
+        // repoint). Writes the new primary acknowledged are checked apart, and left out of both sides here,
+        // or they would hide the loss (the last acknowledged write would always be present).
+        const acknowledged = w.acknowledged();
+        const atRisk = acknowledged.filter((a) => a.clientTimeMs < repointAtMs);
+        const onNewPrimary = new Set(acknowledged.filter((a) => a.clientTimeMs >= repointAtMs).map((a) => a.seq));
+        const presentSet = new Set(present);
+        const missingOnNew = [...onNewPrimary].filter((seq) => !presentSet.has(seq)).sort((a, b) => a - b);
+        checks.push(check("writes acknowledged by the new primary present", missingOnNew.length === 0, missingOnNew.length === 0 ? `all ${onNewPrimary.size} present` : `${missingOnNew.length} of ${onNewPrimary.size} missing: ${missingOnNew.slice(0, 10).join(", ")}`, { objective: 0, measured: missingOnNew.length, unit: "writes" }));
+        const measured = measureRpo({ acknowledged: atRisk, presentSeqs: present.filter((seq) => !onNewPrimary.has(seq)), uncertain: w.uncertain() });
+        // The new timeline and where it branched off: the timeline history file the promotion wrote.
+        const walfile = await psqlOnNode(ctl, replica, "select pg_walfile_name(pg_current_wal_lsn())");
+        const timeline = parseInt(walfile.slice(0, 8), 16);
+        const history = await psqlOnNode(ctl, replica, `select pg_read_file('pg_wal/${timeline.toString(16).toUpperCase().padStart(8, "0")}.history')`).catch(() => "");
+        const branch = parseTimelineHistory(history);
+        evidence.timeline = { new: timeline, previous: branch?.parentTimeline ?? null, promoteLsn: branch?.switchpoint ?? null };
+        return { measured, branch };
+      },
+      ({ measured: m }) => `${m.lostWrites} of the ${m.acknowledgedWrites} writes ${primary.name} acknowledged lost (RPO ${formatSeconds(m.rpoSeconds)}), ${m.ghostWrites} ghost, ${m.uncertainWrites} uncertain (${m.uncertainPresent} present)`,
+    );
+    rpo = measured;
+    const lostCheck = assertNoAcknowledgedWriteLost(measured, objective.rpoWrites);
+    const lagText = lagBytes === null ? "replica absent from pg_stat_replication" : `replica ${formatBytes(lagBytes)} (${lagBytes} bytes) of WAL behind`;
+    checks.push(
+      lostCheck.ok
+        ? { ...lostCheck, detail: `${lostCheck.detail} (${t.postgres.replicationMode} replication; ${lagText} at the fault)` }
+        : { ...lostCheck, detail: `RPO objective missed by ${measured.lostWrites - objective.rpoWrites} acknowledged write${measured.lostWrites - objective.rpoWrites === 1 ? "" : "s"} (${t.postgres.replicationMode} replication, ${lagText} at the fault; RPO ${formatSeconds(measured.rpoSeconds)}): ${lostCheck.detail}` },
+    );
+    if (typeof rpoObjectiveSeconds === "number") checks.push(assertRpoWithin(measured, rpoObjectiveSeconds));
+
+    // ------------------------------------------------------------------------------ 9. rejoin + split brain
+    const oldName = streamingName(primary);
+    const newName = streamingName(replica);
+    await log.step(`rejoin ${primary.name} as a replica of ${replica.name} (pg_rewind)`, async (phase) => {
+      // CHECKPOINT first: pg_rewind reads the source's timeline from its control file, which a promotion
+      // updates only at its first checkpoint (PostgreSQL docs, pg_rewind "Notes"); and the next failover's
+      // rewind of THIS node then finds a checkpoint on the new timeline instead of needing WAL from before
+      // the promotion, which may be recycled by then. Then the slot, reserving WAL from now on (a
+      // leftover from an earlier run is replaced).
+      await psqlOnNode(ctl, replica, [
+        "CHECKPOINT",
+        `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(oldName.slot)} and not active`,
+        `select pg_create_physical_replication_slot(${sqlLiteral(oldName.slot)}, true)`,
+      ]);
+      // Never start the old primary's own container again: without standby.signal it would come up as a
+      // second primary. Its data volume goes to a `restore` container instead (image README "Drill recipes").
+      await replaceDockerContainer(
+        primary,
+        {
+          image: primary.image,
+          env: {
+            ...primary.env,
+            HOMELAB_ROLE: "restore",
+            HOMELAB_PRIMARY_HOST: replica.hostname,
+            HOMELAB_PRIMARY_PORT: String(replica.internal.port ?? 5432),
+            HOMELAB_REPLICATION_SLOT: oldName.slot,
+            HOMELAB_APPLICATION_NAME: oldName.applicationName,
+          },
+        },
+        { carryDirs: ["/etc/homelab"] },
+      );
+      await ctl.waitHealthy(primary, 60_000);
+
+      // Split brain: what the old primary holds, read offline (single-user mode: no listener, nobody can
+      // write) before pg_rewind discards its divergent WAL. It must hold no seq the writer sent after the
+      // node was down. Its end of WAL against the promote LSN is the WAL the new timeline does not have.
+      const held = await queryStoppedCluster(
+        ctl,
+        primary,
+        "select coalesce((select max(id) from drill_seq where id > 0), 0)::text as max_seq, (select redo_lsn from pg_control_checkpoint())::text as end_lsn",
+        { database: t.postgres.database },
+      ).catch((e: Error) => {
+        checks.push(check("old primary accepted no write after the fault", false, `could not read what ${primary.name} holds: ${e.message}`));
+        throw e;
+      });
+      const oldMaxSeq = held.max_seq === null || held.max_seq === undefined ? null : Number(held.max_seq);
+      evidence.oldPrimary = { maxSeq: oldMaxSeq, endOfWal: held.end_lsn };
+      checks.push(assertNoWriteAfterFault(oldMaxSeq === 0 ? null : oldMaxSeq, seqAtFault));
+      if (held.end_lsn && branch?.switchpoint) {
+        const gap = Math.max(0, walGapBytes(held.end_lsn, branch.switchpoint));
+        rpo = { ...measured, walGapBytes: gap };
+      }
+
+      const source = `host=${replica.hostname} port=${replica.internal.port ?? 5432} user=${t.postgres.replicationUser} dbname=postgres passfile=/var/lib/postgresql/.pgpass`;
+      const rewind = await ctl.exec(primary, ["sh", "-c", 'exec pg_rewind -D "$PGDATA" --source-server="$1"', "sh", source], { user: "postgres", allowFailure: true, timeoutMs: 300_000 });
+      const rewindOut = `${rewind.stdout}\n${rewind.stderr}`;
+      const diverged = /servers diverged at WAL location (\S+) on timeline (\d+)/.exec(rewindOut);
+      evidence.pgRewind = { exitCode: rewind.code, divergedAt: diverged?.[1] ?? null, divergedOnTimeline: diverged ? Number(diverged[2]) : null, lastLines: rewindOut.trim().split("\n").slice(-4) };
+      if (rewind.code !== 0) throw new Error(`pg_rewind on ${primary.name} failed (exit ${rewind.code}): ${rewindOut.trim().split("\n").slice(-3).join(" | ")}`);
+      await ctl.exec(primary, ["homelab-configure-standby"], { timeoutMs: 30_000 });
+      const start = await ctl.exec(primary, ["homelab-start", "120"], { allowFailure: true, timeoutMs: 150_000 });
+      if (start.code !== 0) throw new Error(`homelab-start on ${primary.name} failed: ${(start.stdout + start.stderr).trim().split("\n").slice(-3).join(" | ")}`);
+
+      const waitMs = Math.max(60_000, objective.redundancyRestored * 1000 + 60_000 - (Date.now() - faultAtMs));
+      await waitFor(async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: waitMs, label: `${primary.name} streaming from ${replica.name}` }).catch((e: Error) => {
+        checks.push(assertRtoWithin(undefined, objective.redundancyRestored, "redundancy restored"));
+        throw e;
+      });
+      const restoredS = (Date.now() - faultAtMs) / 1000;
+      rto = { ...rto!, redundancyRestoredSeconds: restoredS };
+      checks.push(assertRtoWithin(restoredS, objective.redundancyRestored, "redundancy restored"));
+      phase.done(`${primary.name} streams from ${replica.name}; redundancy restored ${formatSeconds(restoredS)} after the fault${diverged ? ` (diverged at ${diverged[1]})` : ""}`);
+      // The rejoined node's slot from its primary days pins WAL there for nothing: drop it.
+      await psqlOnNode(ctl, primary, `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(newName.slot)} and not active`).catch((e: Error) => log.warn(`could not drop the stale slot ${newName.slot} on ${primary.name}: ${e.message}`));
+    });
+
+    // ------------------------------------------------------------------------------ 10. settings back
+    await log.step(
+      "restore the settings relaxed for the promotion",
+      async () => {
+        // Back to the stack's postgresql.conf on both nodes (pg_rewind copied the new primary's
+        // postgresql.auto.conf, relaxed settings included, to the rejoined one).
+        const resets = [...PROMOTION_SETTINGS(sync).map(([name]) => `ALTER SYSTEM RESET ${name}`), "SELECT pg_reload_conf()"];
+        for (const node of [replica, primary]) await psqlOnNode(ctl, node, resets);
+        const reset = `${PROMOTION_SETTINGS(sync).map(([name]) => name).join(", ")} reset on ${replica.name} and ${primary.name}`;
+        if (!sync) return reset;
+        let rows: ReplicationRow[] = [];
+        const isSyncStandby = (r: ReplicationRow) => r.applicationName === oldName.applicationName && r.state === "streaming" && ["sync", "quorum"].includes(r.syncState);
+        await waitFor(
+          async () => {
+            rows = await replicationRows(ctl, replica);
+            return rows.some(isSyncStandby);
+          },
+          { timeoutMs: 30_000, label: "synchronous standby" },
+        ).catch(() => {});
+        const names = await psqlOnNode(ctl, replica, "show synchronous_standby_names");
+        const ok = names !== "" && rows.some(isSyncStandby);
+        checks.push(check("synchronous replication restored", ok, `synchronous_standby_names = ${JSON.stringify(names)} on ${replica.name}; standbys: ${describeRows(rows)}`));
+        if (!ok) throw new Error(`synchronous replication not restored on ${replica.name}: standbys ${describeRows(rows)}`);
+        return `${reset}; synchronous_standby_names = ${names}; standbys: ${describeRows(rows)}`;
+      },
+      (detail) => detail,
+    );
+
+    // ------------------------------------------------------------------------------------ 11. verify
+    await log.step("verify: one primary, one streaming replica", async () => {
+      const now = await currentPrimary(t, ctl); // throws on split brain
+      const rows = await replicationRows(ctl, now);
+      const ok = now.name === replica.name && rows.some((r) => r.applicationName === oldName.applicationName && r.state === "streaming");
+      checks.push(check("stack redundant after the drill", ok, `primary ${now.name}; standbys: ${describeRows(rows)}`));
+      evidence.primaryAfter = now.name;
+      evidence.replicaAfter = primary.name;
+      return `primary ${now.name}; standbys: ${describeRows(rows)}`;
+    }, (detail) => detail);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    checks.push(check("drill ran to completion", false, message));
+    log.warn(`drill stopped: ${message}`);
+  }
+  return await finish();
+
+  async function finish(): Promise<DrillReport> {
+    if (writer?.isRunning()) evidence.writer = await writer.stop();
+    await probe?.stop();
+    const report = makeReport({ drill: DRILL, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence });
+    const paths = await writeReport(report, opts.reportsDir ?? "reports");
+    const failed = report.checks.filter((c) => !c.ok);
+    log.info(`verdict: ${report.verdict.toUpperCase()}${failed.length ? ` (${failed.map((c) => `${c.name}: ${c.detail}`).join("; ")})` : ""}`);
+    log.info(`report: ${paths.json}, ${paths.markdown}`);
+    return report;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- CLI
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgv(argv, { string: ["stack", "topology", "reports"], boolean: ["help"] });
+  if (args.help || (!args.stack && !args.topology)) {
+    console.error("usage: npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]");
+    return args.help ? 0 : 2;
+  }
+  const topology = await loadTopology({ stack: args.stack as string | undefined, file: args.topology as string | undefined });
+  const report = await runFailoverDrill({ topology, reportsDir: (args.reports as string | undefined) ?? "reports" });
+  return exitCodeFor(report);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      console.error(`failover drill: ${e instanceof Error ? e.message : String(e)}`);
+      process.exitCode = 2;
+    },
+  );
+}
