@@ -1,0 +1,344 @@
+// Drill: tear the tier down and build it again from the backup repository, the daily homelab act
+// (rehearses runbooks/recreate-from-backup.md).
+//
+//   npx tsx drills/recreate.mts --stack local --yes [--reports reports] [--force]
+//
+// Steps, as the runbook: the acknowledged-write writer runs on the primary; a WAL switch is forced and the
+// drill waits until the switched segment is in the repository (the last archived position: everything
+// acknowledged before it must survive; what came after is bounded by archive_timeout); the writer stops;
+// the stack is destroyed (every node and data volume except the backup repository's) and created again
+// with the primary bootstrapped from the repository's latest backup + archived WAL (HOMELAB_ROLE
+// primary-from-backup) and the replica cloned from it. Measured: acknowledged writes lost (RPO, held to
+// objectives.recreate.rpo), fault -> first acknowledged write (probe every 100 ms), and fault -> primary +
+// streaming replica (held to objectives.recreate.rto); the replica must stream and replay.
+//
+// How the stack is destroyed and created is the caller's `recreate(phase)` hook: `pulumi destroy` and
+// `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (main below), the e2e harness's
+// destroy/apply in tests (test/e2e/recreate-harness.ts).
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { pathToFileURL } from "node:url";
+import pg from "pg";
+import { minimist } from "zx";
+import type { Topology, TopologyNode } from "../components/topology.ts";
+import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
+import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, type Check } from "./lib/assert.ts";
+import { DrillLog } from "./lib/log.ts";
+import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
+import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
+import { Probe, pgWriteProbe, waitFor } from "./lib/probe.ts";
+import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
+import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
+
+export type RecreatePhase = "destroy" | "create";
+
+export interface RecreateDrillOptions {
+  topology: Topology;
+  /** Destroys the stack (all but the backup repository) / creates it again bootstrapped from the backup. */
+  recreate: (phase: RecreatePhase) => Promise<void>;
+  /** Where the JSON + Markdown report and history go (default "reports"). */
+  reportsDir?: string;
+  log?: DrillLog;
+  nodeControl?: NodeControl;
+  /** Writer rate, transactions per second (default 20). */
+  writesPerSecond?: number;
+  /** Writer runs this long before the WAL switch (default 3000 ms). */
+  warmupMs?: number;
+  /** Longest wait for the switched segment to reach the repository (default max(60 s, 3 x archive_timeout)). */
+  archiveWaitMs?: number;
+  /**
+   * Do not destroy when the archive is behind (the switched segment never reached the repository) or
+   * there is no backup: report and stop (default false: a drill measures what the destroy costs; main sets it).
+   */
+  refuseWhenArchiveBehind?: boolean;
+  /** Longest wait for the first write and for the streaming replica after `create` (default 300 s). */
+  recoveryTimeoutMs?: number;
+}
+
+class DrillAbort extends Error {}
+
+interface ClusterIdentity {
+  systemIdentifier: string;
+  timeline: number;
+}
+
+export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<DrillReport> {
+  const t = opts.topology;
+  const log = opts.log ?? new DrillLog();
+  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const startedAtMs = Date.now();
+  const checks: Check[] = [];
+  const evidence: Record<string, unknown> = { archiveTimeoutSeconds: t.postgres.archiveTimeoutSeconds };
+  const objectives = { rpoSeconds: t.objectives.recreate.rpo, rtoSeconds: t.objectives.recreate.rto };
+  let rpo: (RpoMeasurement & { walGapBytes?: number }) | null = null;
+  let rto: (RtoBreakdown & { redundancyRestoredSeconds?: number }) | null = null;
+  let writer: AckWriter | undefined;
+  let probe: Probe | undefined;
+  log.info(`drill recreate on stack ${t.stack} (run ${runId}): objectives RPO <= ${formatSeconds(objectives.rpoSeconds)} (archive_timeout ${formatSeconds(t.postgres.archiveTimeoutSeconds)}), primary + streaming replica back <= ${formatSeconds(objectives.rtoSeconds)}`);
+
+  try {
+    const ctl = opts.nodeControl ?? controlFor(t);
+    const stanza = t.pgbackrest.stanza;
+    const repository = nodeByName(t, t.pgbackrest.repositoryNode);
+    // The plan makes the built primary the one bootstrapped from the backup, whoever is primary now.
+    const rebuiltPrimary = nodeByRole(t, "postgres-primary");
+    const replicas = nodesByRole(t, "postgres-replica");
+    const appUser = t.postgres.appUser;
+    const passwordFile = t.postgres.passwordFiles[appUser];
+    if (!passwordFile) throw new DrillAbort(`the topology names no password file for ${appUser}`);
+
+    // ------------------------------------------------------------------------------------------ preflight
+    const pre = await log.step("preflight: primary, backup in the repository, workload schema", async () => {
+      const primary = await currentPrimary(t, ctl);
+      const repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
+      evidence.backupBefore = repo.newestBackup;
+      evidence.archivedBefore = repo.newestArchivedWal;
+      checks.push(backupAgeCheck(repo, t.pgbackrest.maxBackupAgeSeconds));
+      if (!repo.newestBackup) throw new DrillAbort(`stanza ${stanza} has no backup (${repo.statusMessage || `status ${repo.statusCode}`}): a recreate would lose everything; take one first (runbooks/recreate-from-backup.md)`);
+      const identity = await clusterIdentity(ctl, primary);
+      evidence.before = { primary: primary.name, ...identity };
+      const password = await readSecret(ctl, primary, passwordFile);
+      await withClient(pgClientConfig(t, primary, { user: appUser, password }), (c) => ensureWorkloadSchema(c));
+      return { primary, identity, password };
+    }, (p) => `primary ${p.primary.name} (timeline ${p.identity.timeline}); newest backup ${String((evidence.backupBefore as { label?: string } | null)?.label)}`);
+    const connection = (node: TopologyNode): ConnectionConfig => pgClientConfig(t, node, { user: appUser, password: pre.password });
+
+    // ------------------------------------------------------------------------------------------ load
+    writer = new AckWriter({ connection: connection(pre.primary), runId, writesPerSecond: opts.writesPerSecond ?? 20 });
+    const w = writer;
+    await log.step("writer: incidents with idempotency keys + drill_seq", async () => {
+      w.start();
+      await sleep(opts.warmupMs ?? 3000);
+      const stats = w.getStats();
+      if (stats.acknowledged === 0) throw new DrillAbort(`the writer got nothing acknowledged (${stats.fatalError ?? stats.lastError ?? "no error"})`);
+      return stats;
+    }, (s) => `${s.acknowledged} acknowledged`);
+
+    // ------------------------------------------------------------------------------------------ archive
+    const archiveWaitMs = opts.archiveWaitMs ?? Math.max(60_000, t.postgres.archiveTimeoutSeconds * 3000);
+    const switchRequestedAtMs = Date.now();
+    const archived = await log.step("force a WAL switch and wait until the repository has it", async () => {
+      const [segment = "", switchLsn = ""] = (await psqlOnNode(ctl, pre.primary, "select pg_walfile_name(l) || ' ' || l from (select pg_switch_wal() as l) s")).split(" ");
+      let repo: RepositoryState | undefined;
+      const reached = await waitFor(async () => {
+        repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
+        return repo.newestArchivedWal !== null && compareWalSegments(repo.newestArchivedWal, segment) >= 0;
+      }, { timeoutMs: archiveWaitMs, label: `segment ${segment} in the repository` }).then(() => true, () => false);
+      return { segment, switchLsn, reached, newest: repo?.newestArchivedWal ?? null };
+    }, (a) => (a.reached ? `segment ${a.segment} (switch at ${a.switchLsn}) archived; newest in the repository ${a.newest}` : `segment ${a.segment} NOT in the repository after ${formatDuration(archiveWaitMs)} (newest: ${a.newest ?? "none"})`));
+    evidence.walSwitch = { segment: archived.segment, lsn: archived.switchLsn, archived: archived.reached, newestArchived: archived.newest };
+    checks.push(
+      check(
+        "WAL archived before the destroy",
+        archived.reached,
+        archived.reached
+          ? `segment ${archived.segment} (switched at ${archived.switchLsn}) reached the repository`
+          : `segment ${archived.segment} (switched at ${archived.switchLsn}) did not reach the repository within ${formatDuration(archiveWaitMs)}; newest archived ${archived.newest ?? "none"}: archive_command failing or the repository unreachable, everything after ${archived.newest ?? "the backup"} is lost on recreate`,
+        { objective: archived.segment, measured: archived.newest ?? "none" },
+      ),
+    );
+    // Acknowledged before the switch was even asked for: its commit record lies in an archived segment.
+    const mustSurvive = w.acknowledged().filter((a) => a.clientTimeMs <= switchRequestedAtMs).map((a) => a.seq);
+
+    const stats = await log.step("stop the writer", async () => w.stop(), (s) => `${s.acknowledged} acknowledged, ${s.uncertain} uncertain; ${mustSurvive.length} acknowledged before the WAL switch`);
+    evidence.writer = stats;
+    const atStop = await psqlOnNode(ctl, pre.primary, "select pg_current_wal_lsn() || ' ' || coalesce(last_archived_wal, '') || ' ' || current_setting('wal_segment_size') from pg_stat_archiver");
+    const [lsnAtStop = "", lastArchivedByPrimary = "", segSize = ""] = atStop.split(" ");
+    const newestArchived = [archived.newest, lastArchivedByPrimary].filter((s): s is string => !!s && /^[0-9A-F]{24}$/.test(s)).sort().at(-1);
+    const gapBytes = newestArchived ? Math.max(0, walGapBytes(lsnAtStop, walSegmentEndLsn(newestArchived, parseBytesSetting(segSize)))) : undefined;
+    evidence.atStop = { lsn: lsnAtStop, lastArchivedWal: newestArchived ?? null, walNotArchivedBytes: gapBytes ?? null };
+    if (!archived.reached && opts.refuseWhenArchiveBehind) {
+      throw new DrillAbort(`not destroying: the archive is behind (segment ${archived.segment} not in the repository); fix archiving first (runbooks/recreate-from-backup.md "Signals")`);
+    }
+
+    // ------------------------------------------------------------------------------------------ destroy
+    const faultAtMs = Date.now();
+    const destroyedAtMs = await log.step("destroy the stack (the backup repository stays)", async () => {
+      await opts.recreate("destroy");
+      return Date.now();
+    });
+
+    // ------------------------------------------------------------------------------------------ create
+    probe = new Probe(pgWriteProbe(() => connection(rebuiltPrimary)), { intervalMs: 100, attemptTimeoutMs: 2000 }).start();
+    let createError: string | undefined;
+    await log.step("create the stack, primary from the latest backup + archived WAL", async () => {
+      await opts.recreate("create");
+    }).catch((e: Error) => {
+      createError = e.message;
+    });
+    if (createError) checks.push(check("stack re-created", false, `the create phase failed: ${createError}`));
+    const recoveryTimeoutMs = opts.recoveryTimeoutMs ?? 300_000;
+    const p = probe;
+    const firstWriteAtMs = await log.step("first acknowledged write on the re-created primary", async () =>
+      p.waitForSuccessAfter(destroyedAtMs, createError ? 30_000 : recoveryTimeoutMs).catch((e: Error) => {
+        log.warn(e.message);
+        return undefined;
+      }),
+    (at) => (at === undefined ? "none" : `${formatDuration(at - faultAtMs)} after the destroy began`));
+    await p.stop();
+    checks.push(assertWritesResumedWithin(faultAtMs, firstWriteAtMs, objectives.rtoSeconds));
+    if (firstWriteAtMs === undefined) throw new DrillAbort(`the re-created primary ${rebuiltPrimary.name} accepted no write (last probe error: ${p.lastError() ?? "none"})`);
+    rto = rtoPhases([{ name: "destroy", atMs: destroyedAtMs }, { name: "restore + first acknowledged write", atMs: firstWriteAtMs }], faultAtMs);
+
+    const redundancyAtMs = await log.step(`primary + ${replicas.length} streaming replica${replicas.length === 1 ? "" : "s"}`, async () =>
+      waitFor(async () => Number(await psqlOnNode(ctl, rebuiltPrimary, "select count(*) from pg_stat_replication where state = 'streaming'")) >= replicas.length, { timeoutMs: createError ? 30_000 : recoveryTimeoutMs, label: "replicas streaming" }).then(
+        () => Date.now(),
+        (e: Error) => {
+          log.warn(e.message);
+          return undefined;
+        },
+      ),
+    (at) => (at === undefined ? "not reached" : `${formatDuration(at - faultAtMs)} after the destroy began`));
+    if (redundancyAtMs !== undefined) rto.redundancyRestoredSeconds = (redundancyAtMs - faultAtMs) / 1000;
+    checks.push(assertRtoWithin(rto.redundancyRestoredSeconds, objectives.rtoSeconds, "time to primary + streaming replica"));
+
+    // ------------------------------------------------------------------------------------------ measure
+    const after = await log.step("what the re-created primary holds", async () => {
+      const identity = await clusterIdentity(ctl, rebuiltPrimary);
+      const present = await withClient(connection(rebuiltPrimary), (c) => presentSeqs(c, { fromSeq: w.firstSeq(), toSeq: w.highestAttemptedSeq() }));
+      return { identity, present };
+    }, (a) => `timeline ${a.identity.timeline}, ${a.present.length} of this run's writes present`);
+    evidence.after = { primary: rebuiltPrimary.name, ...after.identity };
+    const measured = measureRpo({ acknowledged: w.acknowledged(), presentSeqs: after.present, uncertain: w.uncertain() });
+    rpo = { ...measured, ...(gapBytes !== undefined ? { walGapBytes: gapBytes } : {}) };
+    const present = new Set(after.present);
+    const missing = mustSurvive.filter((s) => !present.has(s));
+    checks.push(
+      check(
+        "every write acknowledged before the WAL switch restored",
+        missing.length === 0,
+        missing.length === 0
+          ? `all ${mustSurvive.length} writes acknowledged before the switch to ${archived.segment} are on the re-created primary`
+          : `${missing.length} of ${mustSurvive.length} writes acknowledged before the WAL switch are missing (first: ${missing.slice(0, 10).join(", ")}): the restore stopped short of ${archived.segment}${archived.reached ? " although the repository had it" : ", which never reached the repository"}`,
+        { objective: 0, measured: missing.length, unit: "writes" },
+      ),
+    );
+    checks.push(assertRpoWithin(measured, objectives.rpoSeconds));
+    const rebuilt = after.identity.systemIdentifier === pre.identity.systemIdentifier && after.identity.timeline > pre.identity.timeline;
+    checks.push(
+      check(
+        "primary bootstrapped from the repository",
+        rebuilt,
+        rebuilt
+          ? `same cluster (system identifier ${after.identity.systemIdentifier}), new timeline ${pre.identity.timeline} -> ${after.identity.timeline}: restored and promoted`
+          : `system identifier ${pre.identity.systemIdentifier} -> ${after.identity.systemIdentifier}, timeline ${pre.identity.timeline} -> ${after.identity.timeline}: ${after.identity.systemIdentifier !== pre.identity.systemIdentifier ? "a new cluster (initdb), not a restore" : "the old data directory survived the destroy"}`,
+      ),
+    );
+
+    await log.step("the replica streams and replays the re-created primary", async () => {
+      const target = await psqlOnNode(ctl, rebuiltPrimary, "select pg_current_wal_lsn()");
+      for (const replica of replicas) {
+        let state = "";
+        const ok = await waitFor(async () => {
+          state = await psqlOnNode(ctl, replica, "select pg_is_in_recovery() || ' ' || coalesce((select status from pg_stat_wal_receiver), 'none') || ' ' || coalesce(pg_last_wal_replay_lsn()::text, '0/0')");
+          const [recovery, receiver, replayed = "0/0"] = state.split(" ");
+          return recovery === "true" && receiver === "streaming" && walGapBytes(replayed, target) >= 0;
+        }, { timeoutMs: 60_000, label: `${replica.name} replays ${target}` }).then(() => true, () => false);
+        checks.push(check(`${replica.name} streams and replays`, ok, ok ? `${replica.name}: in recovery, WAL receiver streaming, replayed past ${target}` : `${replica.name}: ${state || "no answer"} (recovery, WAL receiver, replay LSN); primary at ${target}`));
+      }
+    });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    log.warn(`drill stopped: ${message}`);
+    checks.push(check("drill ran to completion", false, message));
+  } finally {
+    await writer?.stop().catch(() => undefined);
+    await probe?.stop().catch(() => undefined);
+  }
+
+  const report = makeReport({ drill: "recreate", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence });
+  const paths = await writeReport(report, opts.reportsDir ?? "reports");
+  for (const c of report.checks) log.info(`${c.ok ? "✔" : "✖"} ${c.name}: ${c.detail}`);
+  log.info(`verdict ${report.verdict.toUpperCase()}; report ${paths.markdown}`);
+  return report;
+}
+
+/** Newest backup no older than the stack's policy (fault catalog: "newest backup older than the policy allows"). */
+function backupAgeCheck(repo: RepositoryState, maxAgeSeconds: number): Check {
+  const name = "newest backup within the age policy";
+  const b = repo.newestBackup;
+  if (!b) return check(name, false, `no backup in stanza ${repo.stanza}: ${repo.statusMessage || `status ${repo.statusCode}`}`, { objective: maxAgeSeconds, measured: "none", unit: "s" });
+  const ageSeconds = Math.max(0, (Date.now() - b.stopMs) / 1000);
+  const ok = ageSeconds <= maxAgeSeconds;
+  return check(name, ok, `${b.type} backup ${b.label} is ${formatSeconds(ageSeconds)} old (policy ${formatSeconds(maxAgeSeconds)})${ok ? "" : ": the restore replays that much more WAL, and a gap in it loses everything after"}`, { objective: maxAgeSeconds, measured: Math.round(ageSeconds), unit: "s" });
+}
+
+async function clusterIdentity(ctl: NodeControl, node: TopologyNode): Promise<ClusterIdentity> {
+  const out = await psqlOnNode(ctl, node, "select system_identifier::text || ' ' || pg_walfile_name(pg_current_wal_lsn()) from pg_control_system()");
+  const [systemIdentifier = "", segment = ""] = out.split(" ");
+  return { systemIdentifier, timeline: walTimeline(segment) };
+}
+
+/** wal_segment_size as SHOW prints it ("16MB") in bytes. */
+function parseBytesSetting(value: string): number {
+  const m = /^(\d+)\s*(B|kB|MB|GB)?$/.exec(value.trim());
+  if (!m) return 16 * 1024 ** 2;
+  const unit = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? "B") as "B" | "kB" | "MB" | "GB"];
+  return Number(m[1]) * unit;
+}
+
+async function withClient<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: 5000, query_timeout: 30_000 });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------------- main
+
+/** Runs `pulumi <args> --stack <stack>` in the project root, output to the terminal; rejects on failure. */
+function pulumi(stack: string, args: string[], opts: { capture?: boolean } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("pulumi", [...args, "--stack", stack], { stdio: ["ignore", opts.capture ? "pipe" : "inherit", "inherit"] });
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    child.on("error", (e: NodeJS.ErrnoException) => reject(new Error(e.code === "ENOENT" ? `pulumi not found on PATH: run \`eval "$(bash tools/toolchain.sh --env)"\` first` : e.message)));
+    child.on("close", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`pulumi ${args.join(" ")} --stack ${stack} failed (exit ${code})`))));
+  });
+}
+
+/**
+ * The hook for a real stack: `pulumi destroy` (the repository volume is retained: purgeBackupsOnDestroy
+ * false), then `postgres.bootstrapFrom: backup` in the stack config and `pulumi up`. The setting stays:
+ * with data present the primary starts as is, so later `pulumi up`s change nothing.
+ */
+export function pulumiRecreate(stack: string): (phase: RecreatePhase) => Promise<void> {
+  return async (phase) => {
+    if (phase === "destroy") await pulumi(stack, ["destroy", "--yes", "--skip-preview"]);
+    else {
+      await pulumi(stack, ["config", "set", "--path", "homelab-data:postgres.bootstrapFrom", "backup"]);
+      await pulumi(stack, ["up", "--yes", "--skip-preview"]);
+    }
+  };
+}
+
+async function main(): Promise<void> {
+  const args = minimist(process.argv.slice(2), { string: ["stack", "topology", "reports"], boolean: ["yes", "force", "help"] });
+  if (args.help || !args.stack) {
+    console.log("usage: npx tsx drills/recreate.mts --stack <name> --yes [--topology <file.json>] [--reports reports] [--force]\n  destroys the stack with pulumi and re-creates it from the backup repository; --force destroys even when the archive is behind");
+    if (!args.help) process.exitCode = 2;
+    return;
+  }
+  const stack = args.stack as string;
+  if (!args.yes) throw new Error(`this destroys stack ${stack} and re-creates it from its backups; pass --yes to go ahead`);
+  // A destroy that also deletes the repository leaves nothing to come back from.
+  const purge = await pulumi(stack, ["config", "get", "--path", "homelab-data:pgbackrest.purgeBackupsOnDestroy"], { capture: true }).catch(() => "");
+  if (purge === "true") throw new Error(`stack ${stack} has pgbackrest.purgeBackupsOnDestroy: true: pulumi destroy would delete the backups; set it to false first`);
+  const topology = await loadTopology({ stack, file: args.topology });
+  const report = await runRecreateDrill({ topology, recreate: pulumiRecreate(stack), reportsDir: args.reports ?? "reports", refuseWhenArchiveBehind: !args.force });
+  process.exitCode = exitCodeFor(report);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => {
+    console.error(`recreate drill: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 2;
+  });
+}
