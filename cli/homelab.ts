@@ -6,7 +6,10 @@ import { HbaError, TuneError } from "../components/postgres/index.ts";
 import { PgbackrestConfError } from "../components/pgbackrest/index.ts";
 import { RedisConfError } from "../components/redis/index.ts";
 import { PlanError } from "../components/plan.ts";
+import { TopologyError } from "../drills/lib/topology.ts";
+import { UnsupportedPlatformError } from "../drills/lib/nodes.ts";
 import { UsageError } from "./errors.ts";
+import { registerDrillCommands } from "./drill-commands.ts";
 import { registerStackCommands } from "./stack-commands.ts";
 import { registerTuneCommand } from "./tune-command.ts";
 
@@ -17,6 +20,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerTuneCommand(program);
   registerStackCommands(program);
+  registerDrillCommands(program);
   return program;
 }
 
@@ -26,7 +30,7 @@ export function userProblems(err: unknown): string[] | undefined {
     const e = err as Error & { problems: string[]; source?: string };
     return e.problems.map((p) => (e instanceof ConfigError ? `${e.source}: ${p}` : p));
   }
-  if (err instanceof InvalidArgumentError) return [err.message];
+  if (err instanceof InvalidArgumentError || err instanceof TopologyError || err instanceof UnsupportedPlatformError || (err instanceof Error && err.name === "RecreateRefusedError")) return (err.message ?? "").split("\n").filter(Boolean);
   return undefined;
 }
 

@@ -326,14 +326,28 @@ async function main(): Promise<void> {
     if (!args.help) process.exitCode = 2;
     return;
   }
-  const stack = args.stack as string;
-  if (!args.yes) throw new Error(`this destroys stack ${stack} and re-creates it from its backups; pass --yes to go ahead`);
+  const report = await runRecreateOnStack({ stack: args.stack as string, yes: Boolean(args.yes), force: Boolean(args.force), topologyFile: args.topology, reportsDir: args.reports ?? "reports" });
+  process.exitCode = exitCodeFor(report);
+}
+
+/**
+ * The recreate drill on a real Pulumi stack (`homelab drill recreate` and this script's main): refuses
+ * without `yes`, refuses when destroy would delete the backups, and (unless `force`) when the archive is
+ * behind, so a broken stack is never destroyed into data loss.
+ */
+export async function runRecreateOnStack(opts: { stack: string; yes: boolean; force?: boolean; topologyFile?: string; reportsDir?: string }): Promise<DrillReport> {
+  const { stack } = opts;
+  if (!opts.yes) throw new RecreateRefusedError(`drill recreate destroys stack ${stack} and re-creates it from its backups; pass --yes to go ahead`);
   // A destroy that also deletes the repository leaves nothing to come back from.
   const purge = await pulumi(stack, ["config", "get", "--path", "homelab-data:pgbackrest.purgeBackupsOnDestroy"], { capture: true }).catch(() => "");
-  if (purge === "true") throw new Error(`stack ${stack} has pgbackrest.purgeBackupsOnDestroy: true: pulumi destroy would delete the backups; set it to false first`);
-  const topology = await loadTopology({ stack, file: args.topology });
-  const report = await runRecreateDrill({ topology, recreate: pulumiRecreate(stack), reportsDir: args.reports ?? "reports", refuseWhenArchiveBehind: !args.force });
-  process.exitCode = exitCodeFor(report);
+  if (purge === "true") throw new RecreateRefusedError(`stack ${stack} has pgbackrest.purgeBackupsOnDestroy: true: pulumi destroy would delete the backups; set it to false first`);
+  const topology = await loadTopology({ stack, file: opts.topologyFile });
+  return runRecreateDrill({ topology, recreate: pulumiRecreate(stack), reportsDir: opts.reportsDir ?? "reports", refuseWhenArchiveBehind: !opts.force });
+}
+
+/** A refusal to destroy: the user's call to make, reported as one line. */
+export class RecreateRefusedError extends Error {
+  override name = "RecreateRefusedError";
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
