@@ -126,7 +126,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
   const sync = t.postgres.replicationMode === "sync";
   const objective = t.objectives.failover;
   // An RPO objective in seconds is not part of the stack config today; honoured when a topology carries one.
-  const rpoObjectiveSeconds = (objective as { rpo?: unknown }).rpo;
+  const rpoObjectiveSeconds = objective.rpo;
   const objectives: Record<string, number> = { rtoSeconds: objective.rto, rpoWrites: objective.rpoWrites, redundancyRestoredSeconds: objective.redundancyRestored };
   if (typeof rpoObjectiveSeconds === "number") objectives.rpoSeconds = rpoObjectiveSeconds;
   const checks: Check[] = [];

@@ -191,6 +191,8 @@ const objectives = z
       .object({
         /** Acknowledged writes that may be lost (sync mode: 0). */
         rpoWrites: z.number().int().min(0).default(0),
+        /** Time of acknowledged writes that may be lost (useful in async mode); unset: only rpoWrites counts. */
+        rpo: durationSeconds.optional(),
         rto: durationSeconds.prefault("10s"),
         redundancyRestored: durationSeconds.prefault("120s"),
       })
