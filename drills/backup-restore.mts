@@ -47,7 +47,7 @@ import { Probe, waitFor } from "./lib/probe.ts";
 import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
 import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, removeNodeCopy, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { currentPrimary, loadTopology, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
-import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig } from "./lib/writer.ts";
+import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "backup-restore";
 export type BackupRestoreVariant = RestoreVariant | "both";
@@ -125,16 +125,7 @@ interface TargetMark {
 const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function withPg<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ ...config, connectionTimeoutMillis: 10_000, application_name: "homelab-drill-backup-restore" });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+const withPg = <T,>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(config, fn, "homelab-drill-backup-restore");
 
 /** `pgbackrest info` on the repository node: the parsed state and the raw entry (LSNs, archive ids). */
 async function repositoryInfo(ctl: NodeControl, repository: TopologyNode, stanza: string): Promise<{ state: RepositoryState; raw: Record<string, unknown> }> {

@@ -21,7 +21,7 @@ import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeContr
 import { Probe, pgReadProbe, waitFor } from "./lib/probe.ts";
 import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
 import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
-import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
+import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "failover";
 
@@ -106,16 +106,7 @@ async function replicationRows(ctl: NodeControl, primary: TopologyNode): Promise
 
 const describeRows = (rows: ReplicationRow[]) => (rows.length === 0 ? "none" : rows.map((r) => `${r.applicationName || "?"} ${r.state} (${r.syncState})`).join(", "));
 
-async function withPg<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ ...config, connectionTimeoutMillis: 10_000, application_name: "homelab-drill-failover" });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+const withPg = <T,>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(config, fn, "homelab-drill-failover");
 
 export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<DrillReport> {
   const t = opts.topology;

@@ -16,6 +16,18 @@ export interface SqlClient {
 
 export type ConnectionConfig = pg.ClientConfig;
 
+/** One short-lived connection for a drill step; closed whatever happens. application_name tells drills apart in pg_stat_activity. */
+export async function withPg<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>, applicationName = "homelab-drill"): Promise<T> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: 10_000, application_name: applicationName });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 // ----------------------------------------------------------------------------------------------- schema
 
 /**
