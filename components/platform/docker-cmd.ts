@@ -153,8 +153,10 @@ export class DockerCliPlatform implements Platform {
         new command.local.Command(
           `${opts.name}-${imageShortName(ref)}`,
           this.args({
-            // --quiet prints only the image ID: containers are replaced when it changes.
-            create: sh(["docker", "build", "--quiet", "--tag", ref.name, "--build-arg", `BASE_IMAGE=${ref.baseImage}`, context]),
+            // scripts/build-images.sh does everything an image needs on a bare engine (debootstrap base images,
+            // the DuckDB host's locked npm install, docker build; a no-op when current). Its log goes to stderr;
+            // stdout is only the image ID, so containers are replaced exactly when the image changes.
+            create: `${sh(["bash", "scripts/build-images.sh", imageShortName(ref)])} >&2 && ${sh(["docker", "image", "inspect", "--format", "{{.Id}}", ref.name])}`,
             dir: PROJECT_ROOT,
             triggers: [ref.name, ref.baseImage, contextDigest(context)],
           }),

@@ -156,10 +156,11 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
     expect(runScript(net.delete ?? "exit 9", { env: { FAKE_INSPECT_RC: "0" } }).calls).toEqual(["docker|network|inspect|homelab-local-net", "docker|network|rm|homelab-local-net"]);
   });
 
-  it("builds each image once with docker build --quiet, rebuilt when its folder changes", async () => {
+  it("builds each image once through scripts/build-images.sh (stdout: the image ID), rebuilt when its folder changes", async () => {
     await build(localSpec());
     const pg = inputs("homelab-image-postgres");
-    expect(pg.create).toBe(`docker build --quiet --tag homelab/postgres:17 --build-arg BASE_IMAGE=debian:trixie-slim ${path.join(ROOT, "components/postgres/image")}`);
+    expect(pg.create).toBe("bash scripts/build-images.sh postgres >&2 && docker image inspect --format '{{.Id}}' homelab/postgres:17");
+    expect(inputs("homelab-image-duckdb").create).toBe("bash scripts/build-images.sh duckdb >&2 && docker image inspect --format '{{.Id}}' homelab/duckdb:1");
     expect(pg.dir).toBe(ROOT);
     expect(pg.triggers).toEqual(["homelab/postgres:17", "debian:trixie-slim", mod.cmd.contextDigest(path.join(ROOT, "components/postgres/image"))]);
     expect(pg.delete).toBeUndefined();
