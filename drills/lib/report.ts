@@ -283,8 +283,9 @@ export function niceScale(max: number, ticks = 5): { max: number; step: number }
 
 const fmt = (n: number) => String(Math.round(n * 10) / 10);
 
-function shortTime(ms: number): string {
-  return new Date(ms).toISOString().slice(5, 16).replace("T", " ");
+/** "11-21 05:45", or with seconds when the whole axis spans less than an hour (ticks would repeat). */
+export function shortTime(ms: number, spanMs = Number.POSITIVE_INFINITY): string {
+  return new Date(ms).toISOString().slice(5, spanMs < 3_600_000 ? 19 : 16).replace("T", " ");
 }
 
 type Metric = { key: "rtoSeconds" | "rpoSeconds"; title: string; objectiveKeys: string[] };
@@ -345,7 +346,7 @@ export function renderChartSvg(history: readonly HistoryEntry[]): string {
     for (let i = 0; i <= ticks; i++) {
       const t = t0 + ((t1 - t0) * i) / ticks;
       out.push(`<line x1="${fmt(x(t))}" y1="${y0 + panelHeight}" x2="${fmt(x(t))}" y2="${y0 + panelHeight + 5}" stroke="#333"/>`);
-      out.push(`<text x="${fmt(x(t))}" y="${y0 + panelHeight + 18}" text-anchor="middle">${xmlEscape(shortTime(t))}</text>`);
+      out.push(`<text x="${fmt(x(t))}" y="${y0 + panelHeight + 18}" text-anchor="middle">${xmlEscape(shortTime(t, t1 - t0))}</text>`);
     }
     out.push(`<text x="${left + plotWidth / 2}" y="${y0 + panelHeight + 36}" text-anchor="middle" fill="#555">run start (UTC)</text>`);
     for (const [drill, runs] of byDrill) {

@@ -357,3 +357,12 @@ describe("DrillLog", () => {
     vi.unstubAllEnvs();
   });
 });
+
+describe("chart time axis", () => {
+  it("adds seconds when the runs span less than an hour, so tick labels do not repeat", async () => {
+    const { shortTime } = await import("../../drills/lib/report.ts");
+    const t = Date.parse("2026-11-21T05:45:12Z");
+    expect(shortTime(t)).toBe("11-21 05:45");
+    expect(shortTime(t, 50_000)).toBe("11-21 05:45:12");
+  });
+});
