@@ -65,7 +65,7 @@ build() {  # build NAME TAG CONTEXT BASE
   before="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
   log "$name: docker build -t $tag (BASE_IMAGE=$base) $ctx"
   local out="${TMPDIR:-/tmp}/homelab-build-$name.$$.log"
-  if ! docker build "${NO_CACHE[@]}" --build-arg "BASE_IMAGE=$base" -t "$tag" "$ctx" >"$out" 2>&1; then
+  if ! docker build --force-rm "${NO_CACHE[@]}" --build-arg "BASE_IMAGE=$base" -t "$tag" "$ctx" >"$out" 2>&1; then
     tail -n 40 "$out" >&2
     rm -f "$out"
     die "$name: docker build failed (last 40 lines above)"

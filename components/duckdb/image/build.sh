@@ -42,5 +42,5 @@ fi
 (cd "$HERE" && npm ls --omit=dev --all >/dev/null) || { log "node_modules does not match package-lock.json"; exit 1; }
 test -f "$HERE/node_modules/@duckdb/node-bindings-linux-x64/libduckdb.so" || { log "the linux-x64 DuckDB binding was not installed"; exit 1; }
 log "docker build -t $IMAGE_TAG (BASE_IMAGE=$BASE_IMAGE)"
-docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE_TAG" "$HERE"
+docker build --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE_TAG" "$HERE"
 log "built $IMAGE_TAG in $(( $(date +%s) - start ))s, $(docker image inspect -f '{{.Size}}' "$IMAGE_TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
