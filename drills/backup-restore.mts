@@ -44,7 +44,7 @@ import {
   type RestoreVariant,
 } from "./lib/pitr.ts";
 import { Probe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, removeNodeCopy, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { currentPrimary, loadTopology, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
@@ -452,22 +452,21 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     }
   }
 
-  const report = makeReport({
-    drill: DRILL,
-    stack: t.stack,
-    runId,
-    startedAtMs,
-    objectives: { rtoSeconds: objective.rto, rpoSeconds: objective.rpo, maxBackupAgeSeconds: t.pgbackrest.maxBackupAgeSeconds },
-    phases: log.phases(),
-    rpo,
-    rto,
-    checks,
-    evidence,
-  });
-  const paths = await writeReport(report, opts.reportsDir ?? "reports");
-  log.info(`report: ${paths.json} (${report.verdict.toUpperCase()})`);
-  for (const c of checks.filter((x) => !x.ok)) log.warn(`${c.name}: ${c.detail}`);
-  return report;
+  return concludeDrill(
+    {
+      drill: DRILL,
+      stack: t.stack,
+      runId,
+      startedAtMs,
+      objectives: { rtoSeconds: objective.rto, rpoSeconds: objective.rpo, maxBackupAgeSeconds: t.pgbackrest.maxBackupAgeSeconds },
+      phases: log.phases(),
+      rpo,
+      rto,
+      checks,
+      evidence,
+    },
+    { reportsDir: opts.reportsDir, log },
+  );
 }
 
 function round2(n: number): number {

@@ -19,7 +19,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
 import { Probe, pgReadProbe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
@@ -451,12 +451,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
   async function finish(): Promise<DrillReport> {
     if (writer?.isRunning()) evidence.writer = await writer.stop();
     await probe?.stop();
-    const report = makeReport({ drill: DRILL, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence });
-    const paths = await writeReport(report, opts.reportsDir ?? "reports");
-    const failed = report.checks.filter((c) => !c.ok);
-    log.info(`verdict: ${report.verdict.toUpperCase()}${failed.length ? ` (${failed.map((c) => `${c.name}: ${c.detail}`).join("; ")})` : ""}`);
-    log.info(`report: ${paths.json}, ${paths.markdown}`);
-    return report;
+    return concludeDrill({ drill: DRILL, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
   }
 }
 

@@ -27,7 +27,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
 import { Probe, pgWriteProbe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
 
@@ -247,11 +247,7 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     await probe?.stop().catch(() => undefined);
   }
 
-  const report = makeReport({ drill: "recreate", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence });
-  const paths = await writeReport(report, opts.reportsDir ?? "reports");
-  for (const c of report.checks) log.info(`${c.ok ? "✔" : "✖"} ${c.name}: ${c.detail}`);
-  log.info(`verdict ${report.verdict.toUpperCase()}; report ${paths.markdown}`);
-  return report;
+  return concludeDrill({ drill: "recreate", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
 }
 
 /** Newest backup no older than the stack's policy (fault catalog: "newest backup older than the policy allows"). */

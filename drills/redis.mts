@@ -42,7 +42,7 @@ import {
   type RedisLoss,
   type RedisNodeAuth,
 } from "./lib/redis.ts";
-import { exitCodeFor, makeReport, writeReport, type DrillReport } from "./lib/report.ts";
+import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { loadTopology, nodeByRole, nodesByRole } from "./lib/topology.ts";
 
 export type RedisDrillVariant = "restart" | "replica-promotion";
@@ -238,11 +238,7 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
     }
   }
 
-  const report = makeReport({ drill, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence });
-  const paths = await writeReport(report, opts.reportsDir ?? "reports");
-  for (const c of report.checks) log.info(`${c.ok ? "✔" : "✖"} ${c.name}: ${c.detail}`);
-  log.info(`verdict ${report.verdict.toUpperCase()}; report ${paths.markdown}`);
-  return report;
+  return concludeDrill({ drill, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
 }
 
 /** "AOF enabled" for one node: its redis.conf, INFO persistence as admin (when there is one), its AOF directory. */

@@ -54,6 +54,18 @@ export function makeReport(input: Omit<DrillReport, "verdict" | "finished_at" | 
   };
 }
 
+/**
+ * How every drill ends: the report from what it collected, written to the reports folder (history
+ * accumulates), each check printed with its mark, then the verdict and where the report is.
+ */
+export async function concludeDrill(input: Parameters<typeof makeReport>[0], opts: { reportsDir?: string; log: { info(message: string): void } }): Promise<DrillReport> {
+  const report = makeReport(input);
+  const paths = await writeReport(report, opts.reportsDir ?? "reports");
+  for (const c of report.checks) opts.log.info(`${c.ok ? "✔" : "✖"} ${c.name}: ${c.detail}`);
+  opts.log.info(`verdict ${report.verdict.toUpperCase()}; report ${paths.json}, ${paths.markdown}`);
+  return report;
+}
+
 // ----------------------------------------------------------------------------------------------- files
 
 export interface HistoryEntry {

@@ -366,3 +366,37 @@ describe("chart time axis", () => {
     expect(shortTime(t, 50_000)).toBe("11-21 05:45:12");
   });
 });
+
+describe("concludeDrill", () => {
+  it("writes the report, prints every check with its mark, then the verdict and the report's paths", async () => {
+    const { concludeDrill } = await import("../../drills/lib/report.ts");
+    const { mkdtempSync, existsSync } = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const dir = mkdtempSync(path.join(os.tmpdir(), "conclude-"));
+    const lines: string[] = [];
+    const report = await concludeDrill(
+      {
+        drill: "failover",
+        stack: "t",
+        runId: "r1",
+        startedAtMs: Date.parse("2026-11-21T06:00:00Z"),
+        objectives: { rtoSeconds: 10 },
+        phases: [],
+        rpo: null,
+        rto: null,
+        checks: [
+          { name: "replica streaming", ok: true, detail: "pg-2 streaming" },
+          { name: "RTO within objective", ok: false, detail: "RTO 12 s exceeds objective 10 s by 2 s" },
+        ],
+        evidence: {},
+      },
+      { reportsDir: dir, log: { info: (m) => lines.push(m) } },
+    );
+    expect(report.verdict).toBe("fail");
+    expect(lines[0]).toBe("✔ replica streaming: pg-2 streaming");
+    expect(lines[1]).toBe("✖ RTO within objective: RTO 12 s exceeds objective 10 s by 2 s");
+    expect(lines[2]).toMatch(/^verdict FAIL; report .*failover\/.*\.json, .*failover\/.*\.md$/);
+    expect(existsSync(path.join(dir, "history.jsonl"))).toBe(true);
+  });
+});
