@@ -1,6 +1,6 @@
 import { defineConfig } from "vitest/config";
 
-// One runner for every layer of the pyramid (ARCHITECTURE.md "Testing pyramid").
+// One runner for every layer of the pyramid (docs/architecture.md "Testing pyramid").
 // e2e and engine files talk to a real Docker engine / pulumi CLI and run one file at a time:
 // two cores cannot host two PostgreSQL clusters bringing themselves up at once.
 export default defineConfig({

@@ -1,4 +1,4 @@
-// Homelab: the whole data tier of one stack (ARCHITECTURE.md "Components"): the network and images, the
+// Homelab: the whole data tier of one stack (docs/architecture.md "Components"): the network and images, the
 // PostgreSQL cluster, the pgBackRest repository, Redis and the DuckDB host, and the `topology` output the
 // drills read.
 //

@@ -1,4 +1,4 @@
-// Spec -> plans (ARCHITECTURE.md "Data flow" step 2): every host of the tier as a NodePlan, built only
+// Spec -> plans (docs/architecture.md "Data flow" step 2): every host of the tier as a NodePlan, built only
 // from the domain planners. Pure: the same function feeds `homelab render`, the Pulumi components and the
 // e2e harness. Secrets come in as plain strings; callers decide how they travel (Pulumi secrets, or a
 // redacted placeholder for review).
@@ -260,7 +260,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
           { path: `${ETC}/users.acl`, content: acl, mode: 0o640, secret: true },
           secretFile("health", secrets.redisHealthPassword),
           // Read by root on the node only: the redis drill's writer (app) and its admin commands (admin)
-          // take their passwords from the node, like the PostgreSQL drills do (ARCHITECTURE.md step 5).
+          // take their passwords from the node, like the PostgreSQL drills do (docs/architecture.md step 5).
           secretFile("app", secrets.redisAppPassword),
           secretFile("admin", secrets.redisAdminPassword),
         ],

@@ -1,5 +1,5 @@
 // The stack's secrets as the Pulumi program sees them: read from `homelab-data:<key>` secret config (set by
-// `homelab init`) into ONE Output that stays a Pulumi secret end to end (ARCHITECTURE.md "Components":
+// `homelab init`) into ONE Output that stays a Pulumi secret end to end (docs/architecture.md "Components":
 // secrets only ever travel as Pulumi secrets). The structural plan uses redactedSecrets() instead, so names,
 // ports and volumes are known at construction without ever unwrapping a real secret.
 import * as pulumi from "@pulumi/pulumi";

@@ -1,4 +1,4 @@
-// The `topology` stack output (ARCHITECTURE.md "Data flow" step 5): every node with its role, address and
+// The `topology` stack output (docs/architecture.md "Data flow" step 5): every node with its role, address and
 // the handle a drill controls it by. Drills read ONLY this, never the Pulumi program. No secrets in here:
 // a drill that needs a password reads it from the node through its handle (root on the node).
 import type { HomelabSpec } from "./config/index.ts";

@@ -1,4 +1,4 @@
-// Backup-restore drill (DRILLS.md "Drills" 1), rehearsing runbooks/postgres-pitr-restore.md step by step:
+// Backup-restore drill (docs/drills.md "Drills" 1), rehearsing runbooks/postgres-pitr-restore.md step by step:
 //   preflight   pgbackrest check (archiving works), newest backup within policy, no WAL segment missing
 //   backup      a full backup on the repository host while the writer keeps writing
 //   target      writer paused, target time T from the primary's clock + table digests AT T, writer resumed
@@ -85,7 +85,7 @@ export interface BackupRestoreDrillOptions {
   /** How long `pgbackrest check` waits for its forced WAL segment (--archive-timeout). Default 30. */
   archiveCheckTimeoutSeconds?: number;
   /**
-   * Fault-injection seam for the drill's twins (DRILLS.md "Fault catalog"): runs once the repository holds
+   * Fault-injection seam for the drill's twins (docs/drills.md "Fault catalog"): runs once the repository holds
    * every WAL segment the restore needs, right before the drill re-checks that and destroys the primary.
    * Never set in a real drill.
    */

@@ -1,4 +1,4 @@
-// Failover drill (DRILLS.md "Drills" 2), rehearsing runbooks/postgres-failover.md step by step: a writer
+// Failover drill (docs/drills.md "Drills" 2), rehearsing runbooks/postgres-failover.md step by step: a writer
 // runs against the primary; the primary is killed hard; the failure is detected by a probe; the replica is
 // promoted and the writer repointed; RTO and RPO are measured from the writer's acknowledged log; the old
 // primary, which must have accepted no write after the fault, rejoins as a replica with pg_rewind; the time
@@ -65,7 +65,7 @@ export interface FailoverDrillOptions {
   /** Default: controlFor(topology). */
   nodeControl?: NodeControl;
   /**
-   * Fault-injection seam for the drill's twins (DRILLS.md "Fault catalog"): runs after preflight with the
+   * Fault-injection seam for the drill's twins (docs/drills.md "Fault catalog"): runs after preflight with the
    * writer going, right before the lag is measured and the primary killed. A function it returns runs right
    * after the kill (e.g. to unpause a replica it froze). Never set in a real drill.
    */

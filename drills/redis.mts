@@ -1,4 +1,4 @@
-// Drill: Redis survives `kill -9` under load (DRILLS.md "redis"; rehearses runbooks/redis-recovery.md).
+// Drill: Redis survives `kill -9` under load (docs/drills.md "redis"; rehearses runbooks/redis-recovery.md).
 //
 //   npx tsx drills/redis.mts --stack local [--variant restart|replica-promotion] [--reports reports]
 //   npx tsx drills/redis.mts --topology topology.json

@@ -1,4 +1,4 @@
-// The Pulumi program (Pulumi.yaml `main`): stack config -> validated spec -> Homelab (ARCHITECTURE.md
+// The Pulumi program (Pulumi.yaml `main`): stack config -> validated spec -> Homelab (docs/architecture.md
 // "Data flow"). A config mistake stops here with every problem listed and nothing created.
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, homelabConfigSchema, validateConfig } from "../components/config/index.ts";

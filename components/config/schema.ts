@@ -1,5 +1,5 @@
 // The ONE schema of a stack's config (stacks/Pulumi.<stack>.yaml, keys under `homelab-data:`).
-// ARCHITECTURE.md "Data flow" step 1: read once, validate here into a typed HomelabSpec, and create
+// docs/architecture.md "Data flow" step 1: read once, validate here into a typed HomelabSpec, and create
 // nothing when it fails. Every problem names the key, the bad value and what is accepted, all at once.
 import { z } from "zod";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";

@@ -1,5 +1,5 @@
 // DuckDbHost: the analytics host that pulls the app database from a PostgreSQL replica into DuckDB on a
-// schedule (ARCHITECTURE.md "Components"). Its NodePlan depends on that replica, so it is made after it.
+// schedule (docs/architecture.md "Components"). Its NodePlan depends on that replica, so it is made after it.
 import * as pulumi from "@pulumi/pulumi";
 import { createNodes, nodesWithRoles, readyEndpoint, type Endpoint, type NodeComponentArgs } from "../platform/index.ts";
 

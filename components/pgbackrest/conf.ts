@@ -1,4 +1,4 @@
-// pgbackrest.conf for the two kinds of host in the data tier (ARCHITECTURE.md "Spec -> plans"):
+// pgbackrest.conf for the two kinds of host in the data tier (docs/architecture.md "Spec -> plans"):
 //   - the dedicated repository host: owns repo1, runs backups/expire, and reaches every PostgreSQL host
 //     through that host's `pgbackrest server` (pgN-host-type=tls);
 //   - each PostgreSQL host: pushes WAL to the repository host's `pgbackrest server` (repo1-host-type=tls)

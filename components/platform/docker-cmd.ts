@@ -1,7 +1,7 @@
 // The `docker-cli` platform: the same NodePlans as the `docker` platform, made by @pulumi/command
 // `local.Command` resources that run the docker CLI (the argv builders of docker-cli.ts, shared with the e2e
 // harness). For machines where the docker provider plugin cannot be installed but the command provider can
-// be built offline (ARCHITECTURE.md "Facts about the build machines").
+// be built offline (docs/architecture.md "Facts about the build machines").
 //
 // Secrets: a node's files reach the container as a tar stream on the command's stdin (base64, a Pulumi
 // secret, marked secret in state too), `base64 -d | docker cp - <container>:/`: never in argv, env or a

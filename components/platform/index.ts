@@ -1,4 +1,4 @@
-// Plans -> resources (ARCHITECTURE.md "Data flow" step 3). A Platform applies NodePlans as Pulumi
+// Plans -> resources (docs/architecture.md "Data flow" step 3). A Platform applies NodePlans as Pulumi
 // resources; the components only pick nodes from the plan and hand them here, so the same component code
 // runs on the `docker` platform (@pulumi/docker) and the `docker-cli` platform (@pulumi/command running the
 // docker CLI, for machines where the docker provider plugin cannot be installed).

@@ -1,4 +1,4 @@
-// What a platform needs to make one host of the tier: the NodePlan (ARCHITECTURE.md "Data flow" step 2).
+// What a platform needs to make one host of the tier: the NodePlan (docs/architecture.md "Data flow" step 2).
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
 

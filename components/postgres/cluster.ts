@@ -1,4 +1,4 @@
-// PostgresCluster: the primary and its streaming replicas (ARCHITECTURE.md "Components"). The thinking
+// PostgresCluster: the primary and its streaming replicas (docs/architecture.md "Components"). The thinking
 // (tuning, pg_hba, replication slots, sync/async) is in the planners; this only hands the cluster's
 // NodePlans to the platform, replicas after the primary they clone from.
 import * as pulumi from "@pulumi/pulumi";

@@ -1,4 +1,4 @@
-// Public surface of the postgres domain (STYLE.md: one index.ts per domain folder).
+// Public surface of the postgres domain (docs/style.md: one index.ts per domain folder).
 export * from "./tune.ts";
 export * from "./conf.ts";
 export * from "./hba.ts";

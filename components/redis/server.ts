@@ -1,5 +1,5 @@
 // RedisServer: Redis 7 with AOF + RDB persistence and ACL users, plus an optional replica
-// (ARCHITECTURE.md "Components"). redis.conf and the ACL file come from the planners; this only makes the
+// (docs/architecture.md "Components"). redis.conf and the ACL file come from the planners; this only makes the
 // nodes, the replica after the primary it replicates from.
 import * as pulumi from "@pulumi/pulumi";
 import { createNodes, nodesWithRoles, readyEndpoint, type Endpoint, type NodeComponentArgs } from "../platform/index.ts";

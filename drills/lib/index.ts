@@ -1,5 +1,5 @@
 // drills/lib: everything a drill script needs, measured and unit-tested here so the scripts only orchestrate
-// (STYLE.md "Drills"). Topology in, node control, workload writer, probes, measurement, checks, report out.
+// (docs/style.md "Drills"). Topology in, node control, workload writer, probes, measurement, checks, report out.
 export * from "./topology.ts";
 export * from "./nodes.ts";
 export * from "./writer.ts";

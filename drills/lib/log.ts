@@ -1,4 +1,4 @@
-// Live phase display for drills (STYLE.md "Drills": top-level steps with names, each logged with a
+// Live phase display for drills (docs/style.md "Drills": top-level steps with names, each logged with a
 // timestamp). No progress library is installed, so this is a small writer over a stream: colour only on a
 // TTY without NO_COLOR, plain lines otherwise (CI logs, files). Every phase is also recorded for the report.
 import type { ReportPhase } from "./report.ts";

@@ -1,6 +1,6 @@
 // Measurement, pure: what a drill reports as RPO and RTO is computed here from recorded facts (the writer's
 // acknowledged log, the ids present after recovery, timestamps of phase marks) and nothing else.
-// Definitions are DRILLS.md "Definitions", used exactly; every function here is unit-tested exhaustively.
+// Definitions are docs/drills.md "Definitions", used exactly; every function here is unit-tested exhaustively.
 
 /** One acknowledged write: `seq` is its drill_seq id, `clientTimeMs` when its COMMIT returned. */
 export interface AcknowledgedWrite {

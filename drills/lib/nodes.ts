@@ -1,5 +1,5 @@
 // Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
-// topology gives it (ARCHITECTURE.md "Data flow" step 5). One interface, one implementation per platform;
+// topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform;
 // docker today, libvirt/ssh refused loudly until written.
 import { docker, sleep, type RunResult } from "../../components/platform/docker-cli.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";

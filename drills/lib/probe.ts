@@ -1,4 +1,4 @@
-// Probes (DRILLS.md "RTO": measured by a probe at <= 100 ms intervals). A probe launches an attempt every
+// Probes (docs/drills.md "RTO": measured by a probe at <= 100 ms intervals). A probe launches an attempt every
 // interval whether or not the previous one finished: a connect to a dead address can hang for a second, and
 // waiting for it would blur the measurement to that second.
 import pg from "pg";
@@ -25,7 +25,7 @@ export interface ProbeOptions {
 
 function checkInterval(intervalMs: number): void {
   if (!(intervalMs > 0) || intervalMs > MAX_PROBE_INTERVAL_MS) {
-    throw new RangeError(`probe interval ${intervalMs} ms is not accepted: RTO is measured at <= ${MAX_PROBE_INTERVAL_MS} ms intervals (DRILLS.md)`);
+    throw new RangeError(`probe interval ${intervalMs} ms is not accepted: RTO is measured at <= ${MAX_PROBE_INTERVAL_MS} ms intervals (docs/drills.md)`);
   }
 }
 

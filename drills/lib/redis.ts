@@ -1,7 +1,7 @@
-// Redis pieces of the redis drill (DRILLS.md "redis"): the INCR + XADD acknowledged-write writer, a write
+// Redis pieces of the redis drill (docs/drills.md "redis"): the INCR + XADD acknowledged-write writer, a write
 // probe, reading persistence settings (redis.conf, INFO) and measuring lost acknowledged writes.
 // A write is acknowledged only when EXEC returned both replies; only then does it enter the log RPO is
-// measured against (DRILLS.md "Definitions", the same rule as the PostgreSQL writer).
+// measured against (docs/drills.md "Definitions", the same rule as the PostgreSQL writer).
 import { Redis } from "ioredis";
 import { check, type Check } from "./assert.ts";
 import { measureRpo, type AcknowledgedWrite, type RpoMeasurement } from "./measure.ts";
@@ -106,7 +106,7 @@ export interface AofEvidence {
 }
 
 /**
- * "AOF enabled" (DRILLS.md fault catalog: Redis with AOF off): the config file asks for appendonly yes with
+ * "AOF enabled" (docs/drills.md fault catalog: Redis with AOF off): the config file asks for appendonly yes with
  * everysec or always, the running server has AOF on (a `CONFIG SET appendonly no` at runtime shows only
  * there) and its last AOF write succeeded, and the AOF directory exists. Fails with "AOF off: ..." naming
  * where it saw it.
@@ -502,7 +502,7 @@ export interface RedisLoss extends RpoMeasurement {
 }
 
 /**
- * RPO of a Redis recovery (DRILLS.md "Definitions"). A write is present when both its effects are: the
+ * RPO of a Redis recovery (docs/drills.md "Definitions"). A write is present when both its effects are: the
  * counter is at least the value its INCR returned (INCRs on one key apply in order, so a counter of V holds
  * every increment up to V) and its XADD entry is in the stream. Stream entries of writes never acknowledged
  * are ghosts, or uncertain writes that did apply.

@@ -1,4 +1,4 @@
-// Drill reports (DRILLS.md "Report"): one JSON object + a Markdown summary per run, and one line per run in
+// Drill reports (docs/drills.md "Report"): one JSON object + a Markdown summary per run, and one line per run in
 // reports/history.jsonl so a user sees the trend across runs (`homelab report`: a Markdown table and an SVG
 // chart of RTO and RPO per drill over time). Exit code: 0 only when every check passed.
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";

@@ -1,4 +1,4 @@
-// The ONLY input of a drill (ARCHITECTURE.md "Data flow" step 5): the stack's `topology` output, from
+// The ONLY input of a drill (docs/architecture.md "Data flow" step 5): the stack's `topology` output, from
 // `pulumi stack output topology --json` or a JSON file, validated before anything is touched.
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";

@@ -1,4 +1,4 @@
-// The acknowledged-write writer on the `incidents` workload (DRILLS.md "Workload", "Definitions").
+// The acknowledged-write writer on the `incidents` workload (docs/drills.md "Workload", "Definitions").
 // A write is acknowledged only when its COMMIT returned success: only then does it enter the log that RPO
 // is measured against. A COMMIT that errored or timed out is "uncertain": it may or may not have committed,
 // so it is retried with the same idempotency key (ON CONFLICT DO NOTHING: a retry never double-creates).

@@ -1,4 +1,4 @@
-// Pulumi mocks for component tests (ARCHITECTURE.md "Testing pyramid": components). Records every resource
+// Pulumi mocks for component tests (docs/architecture.md "Testing pyramid": components). Records every resource
 // the engine would receive (type, name, inputs as serialized for the wire, secrets still wrapped) and, through
 // a legacy transformation, the resource options the SDK got (parent, dependsOn, retainOnDelete, provider):
 // options are not part of what the mock monitor sees.

@@ -1,5 +1,5 @@
 // The backup-restore drill (drills/backup-restore.mts) on a real tier, slot 2: a healthy run must pass, and
-// each fault of DRILLS.md's catalog that concerns backups must make it FAIL naming the cause:
+// each fault of docs/drills.md's catalog that concerns backups must make it FAIL naming the cause:
 //   (a) archive_command failing, (b) a WAL segment missing from the repository (one the restore needs, and
 //   one in the retained archive before the run), (c) the newest backup older than the policy.
 // Every fault is undone after its run, and the stack must be primary + streaming replica after each.

@@ -1,5 +1,5 @@
 // The failover drill (drills/failover.mts) on a real sync-mode tier: a healthy run passes and a second run
-// fails back; then the twins from DRILLS.md's fault catalog that belong to this drill must make it FAIL,
+// fails back; then the twins from docs/drills.md's fault catalog that belong to this drill must make it FAIL,
 // naming the cause: a replica that is not streaming, and an async replica lagging past the RPO objective.
 // Stack e2e-failover on slot 1 (subnet 172.30.0.0/24, ports 25532+).
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";

@@ -1,4 +1,4 @@
-// e2e harness: applies the SAME NodePlans `pulumi up` would to a real Docker engine (ARCHITECTURE.md
+// e2e harness: applies the SAME NodePlans `pulumi up` would to a real Docker engine (docs/architecture.md
 // "Testing pyramid"), runs the same post-up steps, and removes everything it made, even on failure.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";

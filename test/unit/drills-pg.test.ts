@@ -193,7 +193,7 @@ describe.skipIf(!bindir)(`workload on a real PostgreSQL (${bindir ?? "no Postgre
   }, 60_000);
 
   it("a COMMIT stuck waiting for a sync standby is uncertain; its retry dedups and is then acknowledged", async () => {
-    // No standby called "ghost" exists: every COMMIT commits locally, then waits (DRILLS.md: "committed locally
+    // No standby called "ghost" exists: every COMMIT commits locally, then waits (docs/drills.md: "committed locally
     // but might not have been replicated" is NOT acknowledged).
     await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'ghost'");
     await admin.query("SELECT pg_reload_conf()");
