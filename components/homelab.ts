@@ -22,8 +22,6 @@ export interface HomelabArgs {
   spec: HomelabSpec;
   /** Every secret of the stack (readSecrets); must be a Pulumi secret. */
   secrets: pulumi.Output<HomelabSecrets>;
-  /** Docker engine driver: `api` (@pulumi/docker) or `cli` (docker CLI via @pulumi/command). Default: HOMELAB_DOCKER_ENGINE, else api. */
-  dockerEngine?: "api" | "cli";
 }
 
 export class Homelab extends pulumi.ComponentResource {
@@ -48,7 +46,7 @@ export class Homelab extends pulumi.ComponentResource {
     // The real plan, computed where the secrets are: it never leaves a secret Output.
     const securePlan = pulumi.secret(args.secrets.apply((s) => planHomelab(spec, s)));
 
-    const platform: Platform = platformFor(spec, { name, parent: this, dockerEngine: args.dockerEngine });
+    const platform: Platform = platformFor(spec, { name, parent: this });
     this.platform = platform.kind;
     platform.createNetwork(plan, { name: `${name}-network`, parent: this });
     platform.createImages(plan, { name: `${name}-image`, parent: this });
@@ -68,7 +66,7 @@ export class Homelab extends pulumi.ComponentResource {
       this.duckdb = new DuckDbHost(`${name}-duckdb`, { ...base, readyNodes: ready }, { parent: this });
     }
 
-    this.topology = pulumi.output(topologyOf(spec, plan, { dockerHost: spec.docker.host }));
+    this.topology = pulumi.all(platform.handles()).apply((handles) => topologyOf(spec, plan, handles));
     this.registerOutputs({ topology: this.topology });
   }
 

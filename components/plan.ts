@@ -223,6 +223,18 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   };
 
   const nodes: NodePlan[] = [...pgNodes, backupNode];
+  const facts: HomelabPlan["facts"] = {
+    postgres: {
+      database: spec.postgres.database,
+      appUser: spec.postgres.appUser,
+      replicationUser: ROLES.replication,
+      readonlyUser: ROLES.readonly,
+      replicationMode: spec.postgres.replicationMode,
+      archiveTimeoutSeconds: spec.postgres.archiveTimeout,
+      passwordFiles: passwordFilesOf(pgSecrets, { postgres: "postgres", [spec.postgres.appUser]: spec.postgres.appUser, [ROLES.replication]: ROLES.replication, [ROLES.readonly]: ROLES.readonly }),
+    },
+    pgbackrest: { stanza, repositoryNode: backupName, maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge, tlsPort: PGBACKREST_TLS_PORT },
+  };
 
   if (spec.redis.enabled) {
     const redisNames = spec.redis.replica ? ["redis", "redis-replica"] : ["redis"];
@@ -236,6 +248,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         { name: "admin", password: secrets.redisAdminPassword, role: "admin" },
       ],
     });
+    const redisSecrets = [secretFile("health", secrets.redisHealthPassword), secretFile("app", secrets.redisAppPassword), secretFile("admin", secrets.redisAdminPassword)];
+    facts.redis = { appUser: "app", adminUser: "admin", healthUser: "health", passwordFiles: passwordFilesOf(redisSecrets, { health: "health", app: "app", admin: "admin" }) };
     redisNames.forEach((name, i) => {
       const hostname = host(name);
       const conf = renderRedisConf({
@@ -258,11 +272,10 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
           // A replica's conf carries masterauth in plaintext (Redis has no masterauth file option).
           { path: `${ETC}/redis.conf`, content: conf.text, mode: 0o640, secret: conf.containsSecret },
           { path: `${ETC}/users.acl`, content: acl, mode: 0o640, secret: true },
-          secretFile("health", secrets.redisHealthPassword),
-          // Read by root on the node only: the redis drill's writer (app) and its admin commands (admin)
-          // take their passwords from the node, like the PostgreSQL drills do (docs/architecture.md step 5).
-          secretFile("app", secrets.redisAppPassword),
-          secretFile("admin", secrets.redisAdminPassword),
+          // health for the health check; app and admin are read by root on the node only: the redis drill's
+          // writer (app) and its admin commands (admin) take their passwords from the node, like the
+          // PostgreSQL drills do (docs/architecture.md "Data flow" step 5).
+          ...redisSecrets,
         ],
         volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/redis", retainOnDestroy: false }],
         ports: [{ name: "redis", containerPort: 6379, hostPort: spec.docker.basePort + 20 + i }],
@@ -310,7 +323,19 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     nodes,
     publishAddress: spec.docker.publishAddress,
     labels: { "dev.homelab-data.stack": spec.stack, "dev.homelab-data.project": PROJECT },
+    facts,
   };
+}
+
+/** Password file path by role, taken from the secret files a node gets (role -> file basename). */
+function passwordFilesOf(files: NodeFile[], roleToFile: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(roleToFile).map(([role, base]) => {
+      const file = files.find((f) => f.path.endsWith(`/${base}.password`));
+      if (!file) throw new Error(`plan: no password file for ${role}`);
+      return [role, file.path];
+    }),
+  );
 }
 
 /** Scheduled backups on the repository host (pgBackRest user guide "Schedule a Backup"). */

@@ -1,88 +1,126 @@
-// The `topology` stack output (docs/architecture.md "Data flow" step 5): every node with its role, address and
-// the handle a drill controls it by. Drills read ONLY this, never the Pulumi program. No secrets in here:
-// a drill that needs a password reads it from the node through its handle (root on the node).
+// The `topology` stack output (docs/architecture.md "Data flow" step 5): every node with its role, address,
+// the container spec it was made from and the handle a drill controls it by. ONE zod schema, shared by the
+// components (which export it) and the drills (which validate what they read with it), so a platform or a
+// field added here works everywhere. Derived mechanically: the facts from the plan (plan.facts), the
+// container from the one node applier's containerSpecOf, the handles from what the platform really made.
+// No secrets in here: a drill that needs a password reads it from the node through its handle.
+import { z } from "zod";
 import type { HomelabSpec } from "./config/index.ts";
-import type { HomelabPlan, NodeRole } from "./platform/plan.ts";
+import { PLATFORMS } from "./config/schema.ts";
+import { containerSpecOf, type ContainerSpec } from "./platform/docker-node.ts";
+import { NODE_ROLES, type HomelabPlan, type NodeHandle, type PlanFacts } from "./platform/plan.ts";
 
-export const TOPOLOGY_VERSION = 1;
+export const TOPOLOGY_VERSION = 2;
 
-export type NodeHandle =
-  | { kind: "docker"; container: string; dockerHost?: string }
-  | { kind: "libvirt"; domain: string; uri: string; ssh: string }
-  | { kind: "ssh"; target: string };
+const name = z.string().min(1);
+const port = z.number().int().min(0).max(65535);
+const seconds = z.number().nonnegative();
 
-export interface TopologyNode {
-  name: string;
-  role: NodeRole;
-  hostname: string;
+const handleSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("docker"), container: name, dockerHost: name.optional() }),
+  z.object({ kind: z.literal("libvirt"), domain: name, uri: name, ssh: name }),
+  z.object({ kind: z.literal("ssh"), target: name }),
+]);
+
+const containerSchema = z.object({
+  name,
+  hostname: name,
+  image: name,
+  env: z.record(z.string(), z.string()),
+  labels: z.record(z.string(), z.string()),
+  network: name,
+  ipv4Address: name.optional(),
+  publish: z.array(z.object({ host: name, hostPort: port, containerPort: port })),
+  volumes: z.array(z.object({ name, mountPath: name, labels: z.record(z.string(), z.string()) })),
+  memoryBytes: z.number().int().positive(),
+  cpus: z.number().positive(),
+  restart: z.enum(["unless-stopped", "no"]),
+  stopTimeoutSeconds: seconds,
+  healthcheck: z.object({ test: z.array(z.string()).min(1), intervalSeconds: seconds, timeoutSeconds: seconds, retries: z.number().int().nonnegative(), startPeriodSeconds: seconds }),
+});
+
+const nodeSchema = z.object({
+  name,
+  role: z.enum(NODE_ROLES),
+  hostname: name,
   /** Address inside the stack network (how nodes reach each other). */
-  internal: { host: string; port?: number };
+  internal: z.object({ host: name, port: port.optional() }),
   /** Address a drill or a person on the host reaches the service at. */
-  published?: { host: string; port: number };
-  handle: NodeHandle;
+  published: z.object({ host: name, port }).optional(),
+  handle: handleSchema,
   /** Volumes holding the node's data (a drill "loses the disk" by removing them). */
-  dataVolumes: string[];
-  /** The Docker image and the env the node was created with: lets a drill re-create a lost node the same way. */
-  image: string;
-  env: Record<string, string>;
-}
+  dataVolumes: z.array(name),
+  /** What the node was made from: lets a drill re-create it exactly as the stack did (one node applier). */
+  container: containerSchema,
+});
 
-export interface Topology {
-  version: typeof TOPOLOGY_VERSION;
-  stack: string;
-  platform: HomelabSpec["platform"];
-  network: { name: string; subnet: string; gateway: string };
-  postgres: {
-    database: string;
-    appUser: string;
-    replicationUser: string;
-    readonlyUser: string;
-    replicationMode: "async" | "sync";
-    archiveTimeoutSeconds: number;
+const objectivePair = z.object({ rpo: seconds, rto: seconds });
+
+export const topologySchema = z.object({
+  version: z.literal(TOPOLOGY_VERSION),
+  stack: name,
+  platform: z.enum(PLATFORMS),
+  network: z.object({ name, subnet: name, gateway: name }),
+  postgres: z.object({
+    database: name,
+    appUser: name,
+    replicationUser: name,
+    readonlyUser: name,
+    replicationMode: z.enum(["async", "sync"]),
+    archiveTimeoutSeconds: seconds,
     /** Files (inside PG nodes) holding each role's password. */
-    passwordFiles: Record<string, string>;
-  };
-  pgbackrest: { stanza: string; repositoryNode: string; maxBackupAgeSeconds: number; tlsPort: number };
-  redis?: { passwordFiles: Record<string, string>; appUser: string };
-  objectives: HomelabSpec["objectives"];
-  nodes: TopologyNode[];
+    passwordFiles: z.record(z.string(), name),
+  }),
+  pgbackrest: z.object({ stanza: name, repositoryNode: name, maxBackupAgeSeconds: seconds, tlsPort: port }),
+  redis: z.object({ appUser: name, adminUser: name, healthUser: name, passwordFiles: z.record(z.string(), name) }).optional(),
+  objectives: z.object({
+    failover: z.object({ rpoWrites: z.number().int().nonnegative(), rpo: seconds.optional(), rto: seconds, redundancyRestored: seconds }),
+    backupRestore: objectivePair,
+    redis: objectivePair,
+    recreate: objectivePair,
+  }),
+  nodes: z.array(nodeSchema).min(1),
+});
+
+export type Topology = z.infer<typeof topologySchema>;
+export type TopologyNode = Topology["nodes"][number];
+export type { NodeHandle };
+
+// The schema and the types the platforms and planners use must describe the same things.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const sameHandle: Same<z.infer<typeof handleSchema>, NodeHandle> = true;
+const sameContainer: Same<z.infer<typeof containerSchema>, ContainerSpec> = true;
+const sameFacts: Same<Pick<Topology, "postgres" | "pgbackrest" | "redis">, PlanFacts> = true;
+void [sameHandle, sameContainer, sameFacts];
+
+/** The handle of each node as the docker platform names containers (what the e2e harness makes). */
+export function dockerHandles(plan: HomelabPlan, dockerHost?: string): Record<string, NodeHandle> {
+  return Object.fromEntries(plan.nodes.map((n) => [n.name, { kind: "docker", container: containerSpecOf(plan, n).name, ...(dockerHost ? { dockerHost } : {}) } satisfies NodeHandle]));
 }
 
-export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, opts: { dockerHost?: string } = {}): Topology {
-  const pgRoles = {
-    app: spec.postgres.appUser,
-    replicator: "replicator",
-    readonly: "analytics_ro",
-  };
+/** The topology of a plan, with each node's handle from what the platform made (`handles`, by node name). */
+export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, handles: Record<string, NodeHandle> = dockerHandles(plan, spec.docker.host)): Topology {
   return {
     version: TOPOLOGY_VERSION,
     stack: spec.stack,
     platform: spec.platform,
     network: { ...plan.network },
-    postgres: {
-      database: spec.postgres.database,
-      appUser: pgRoles.app,
-      replicationUser: pgRoles.replicator,
-      readonlyUser: pgRoles.readonly,
-      replicationMode: spec.postgres.replicationMode,
-      archiveTimeoutSeconds: spec.postgres.archiveTimeout,
-      passwordFiles: Object.fromEntries(Object.values(pgRoles).map((r) => [r, `/etc/homelab/secrets/${r}.password`])),
-    },
-    pgbackrest: { stanza: spec.pgbackrest.stanza, repositoryNode: "backup", maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge, tlsPort: 8432 },
-    redis: spec.redis.enabled
-      ? { appUser: "app", passwordFiles: Object.fromEntries(["health", "app", "admin"].map((u) => [u, `/etc/homelab/secrets/${u}.password`])) }
-      : undefined,
+    ...structuredClone(plan.facts),
     objectives: spec.objectives,
-    nodes: plan.nodes.map((n) => ({
-      name: n.name,
-      role: n.role,
-      hostname: n.hostname,
-      internal: { host: n.ipv4Address, port: n.ports[0]?.containerPort },
-      published: n.ports[0] ? { host: plan.publishAddress, port: n.ports[0].hostPort } : undefined,
-      handle: { kind: "docker", container: n.hostname, ...(opts.dockerHost ? { dockerHost: opts.dockerHost } : {}) },
-      dataVolumes: n.volumes.map((v) => v.name),
-      image: n.image.name,
-      env: n.env,
-    })),
+    nodes: plan.nodes.map((n) => {
+      const handle = handles[n.name];
+      if (!handle) throw new Error(`topology: the platform made no handle for node ${n.name}`);
+      const container = containerSpecOf(plan, n);
+      return {
+        name: n.name,
+        role: n.role,
+        hostname: n.hostname,
+        internal: { host: n.ipv4Address, port: n.ports[0]?.containerPort },
+        published: container.publish[0] ? { host: container.publish[0].host, port: container.publish[0].hostPort } : undefined,
+        handle,
+        dataVolumes: container.volumes.map((v) => v.name),
+        container,
+      };
+    }),
   };
 }

@@ -22,7 +22,7 @@ import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { parseArgv } from "zx";
-import { docker } from "../components/platform/docker-cli.ts";
+import { docker } from "../components/platform/docker-node.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
 import { assertDigestsEqual, assertRowsEqualAtTarget, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
@@ -401,7 +401,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       });
 
       if (i === 0) {
-        const copyRun = await log.step(`${v}: plain copy of the restored data directory (same machine)`, () => timePlainCopy(ctl, outcome.copy, snapshot.inspect.Config.Labels ?? {}), (r) => `${formatDuration(r.copyMs)} for ${(r.bytes / 1048576).toFixed(1)} MiB; restore took ${formatDuration(outcome.restoreCommandMs)}`);
+        const copyRun = await log.step(`${v}: plain copy of the restored data directory (same machine)`, () => timePlainCopy(ctl, outcome.copy, snapshot.node.container.labels), (r) => `${formatDuration(r.copyMs)} for ${(r.bytes / 1048576).toFixed(1)} MiB; restore took ${formatDuration(outcome.restoreCommandMs)}`);
         evidence.restoreVsCopy = {
           restoreSeconds: outcome.restoreCommandMs / 1000,
           copySeconds: copyRun.copyMs / 1000,
@@ -515,7 +515,7 @@ async function restoreToFreshNode(a: RestoreArgs): Promise<RestoreOutcome> {
   try {
     let nodeReadyAtMs = 0;
     const copy = await log.step(`${variant}: fresh node with the lost primary's identity`, async () => {
-      const node = await createNodeCopy(snapshot, { name, nodeLabel: `${primary.name}-restore-${variant}`, image: primary.image, env: { ...primary.env, HOMELAB_ROLE: "restore" } });
+      const node = await createNodeCopy(snapshot, { name, nodeLabel: `${primary.name}-restore-${variant}`, env: { HOMELAB_ROLE: "restore" }, timeoutSeconds: 120 });
       a.copies.push(node);
       // Idle and healthy once the entrypoint installed pgbackrest.conf, the certificate and .pgpass.
       await ctl.waitHealthy(node, 120_000);
@@ -679,32 +679,27 @@ async function timePlainCopy(ctl: NodeControl, copy: ControlledNode, stackLabels
  */
 async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; lost: TopologyNode; snapshot: NodeSnapshot; evidence: Record<string, unknown> }): Promise<number> {
   const { t, ctl, log, lost, snapshot } = a;
-  const fromBackupEnv = { ...lost.env, HOMELAB_ROLE: "primary-from-backup" };
   await log.step(`rebuild ${lost.name} from the repository (primary-from-backup)`, async () => {
-    await rebuildNode(snapshot, { image: lost.image, env: fromBackupEnv });
-    await ctl.waitHealthy(lost, 3_600_000);
+    await rebuildNode(snapshot, { env: { HOMELAB_ROLE: "primary-from-backup" }, timeoutSeconds: 3_600 });
   });
-  // A node the stack built as the primary gets its own env back (a later `pulumi up` sees no change); one
-  // that was a replica before a failover moved roles keeps primary-from-backup (= primary on existing data).
-  if (lost.env.HOMELAB_ROLE === "primary") {
-    await log.step(`${lost.name} back on the stack's env (HOMELAB_ROLE=primary)`, async () => {
-      await ctl.stop(lost, 60);
-      await recreateContainer(snapshot, { image: lost.image, env: lost.env });
-      await ctl.waitHealthy(lost, 600_000);
-    });
-  }
+  // Back on exactly the container the stack made (a later `pulumi up` finds what it created); the
+  // entrypoint runs an existing cluster by its data directory, whatever HOMELAB_ROLE says (ADR 0011).
+  await log.step(`${lost.name} back on the stack's own container (HOMELAB_ROLE=${lost.container.env.HOMELAB_ROLE ?? "?"})`, async () => {
+    await recreateContainer(snapshot, { timeoutSeconds: 600 });
+  });
   const replicas = pgNodes(t).filter((n) => n.name !== lost.name);
   for (const replica of replicas) {
     await log.step(`re-clone ${replica.name} from ${lost.name}`, async () => {
       const snap = await snapshotDockerNode(replica);
       await ctl.stop(replica, 60);
       await ctl.removeDataVolumes(replica);
-      await rebuildNode(snap, { image: replica.image, env: { ...replica.env, HOMELAB_ROLE: "replica", HOMELAB_PRIMARY_HOST: lost.hostname } });
-      await ctl.waitHealthy(replica, 3_600_000);
+      // Cloned from the rebuilt node; the clone's standby.signal then keeps it a standby on the stack's env.
+      await rebuildNode(snap, { env: { HOMELAB_ROLE: "replica", HOMELAB_PRIMARY_HOST: lost.hostname }, timeoutSeconds: 3_600 });
+      if (replica.container.env.HOMELAB_ROLE !== "replica" || replica.container.env.HOMELAB_PRIMARY_HOST !== lost.hostname) await recreateContainer(snap, { timeoutSeconds: 600 });
     });
   }
   return log.step("primary + streaming replica again", async () => {
-    const want = replicas.map((r) => r.env.HOMELAB_APPLICATION_NAME ?? r.name.replace(/-/g, "_"));
+    const want = replicas.map((r) => r.container.env.HOMELAB_APPLICATION_NAME ?? r.name.replace(/-/g, "_"));
     let rows = "";
     await waitFor(
       async () => {

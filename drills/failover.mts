@@ -14,7 +14,7 @@ import pg from "pg";
 import { parseArgv } from "zx";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
-import { replaceDockerContainer } from "./lib/docker-replace.ts";
+import { recreateContainer, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
@@ -75,8 +75,8 @@ export interface FailoverDrillOptions {
 /** application_name and slot of a PG node: what the stack configured (env), '-' -> '_' otherwise. */
 function streamingName(node: TopologyNode): { applicationName: string; slot: string } {
   const fallback = node.name.replace(/-/g, "_");
-  const applicationName = node.env.HOMELAB_APPLICATION_NAME ?? fallback;
-  const slot = node.env.HOMELAB_REPLICATION_SLOT ?? fallback;
+  const applicationName = node.container.env.HOMELAB_APPLICATION_NAME ?? fallback;
+  const slot = node.container.env.HOMELAB_REPLICATION_SLOT ?? fallback;
   for (const [what, v] of [["application_name", applicationName], ["replication slot", slot]] as const) {
     // Interpolated into SQL below: only what homelab-configure-standby itself accepts.
     if (!/^[a-z0-9_]{1,63}$/.test(v)) throw new Error(`node ${node.name}: ${what} ${JSON.stringify(v)} is not [a-z0-9_]{1,63}`);
@@ -124,6 +124,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
   const evidence: Record<string, unknown> = { replicationMode: t.postgres.replicationMode, detectionRule: `${DETECTION_CONSECUTIVE_FAILURES} consecutive failed probes, every ${PROBE_INTERVAL_MS} ms` };
   let rpo: (RpoMeasurement & { walGapBytes?: number }) | null = null;
   let rto: (RtoBreakdown & { redundancyRestoredSeconds?: number }) | null = null;
+  let rejoined: NodeSnapshot | undefined;
   let writer: AckWriter | undefined;
   let probe: Probe | undefined;
 
@@ -343,21 +344,17 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       ]);
       // Never start the old primary's own container again: without standby.signal it would come up as a
       // second primary. Its data volume goes to a `restore` container instead (image README "Drill recipes").
-      await replaceDockerContainer(
-        primary,
-        {
-          image: primary.image,
-          env: {
-            ...primary.env,
-            HOMELAB_ROLE: "restore",
-            HOMELAB_PRIMARY_HOST: replica.hostname,
-            HOMELAB_PRIMARY_PORT: String(replica.internal.port ?? 5432),
-            HOMELAB_REPLICATION_SLOT: oldName.slot,
-            HOMELAB_APPLICATION_NAME: oldName.applicationName,
-          },
+      rejoined = await snapshotDockerNode(primary);
+      await recreateContainer(rejoined, {
+        env: {
+          HOMELAB_ROLE: "restore",
+          HOMELAB_PRIMARY_HOST: replica.hostname,
+          HOMELAB_PRIMARY_PORT: String(replica.internal.port ?? 5432),
+          HOMELAB_REPLICATION_SLOT: oldName.slot,
+          HOMELAB_APPLICATION_NAME: oldName.applicationName,
         },
-        { carryDirs: ["/etc/homelab"] },
-      );
+        timeoutSeconds: 60,
+      });
       await ctl.waitHealthy(primary, 60_000);
 
       // Split brain: what the old primary holds, read offline (single-user mode: no listener, nobody can
@@ -431,7 +428,20 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       (detail) => detail,
     );
 
-    // ------------------------------------------------------------------------------------ 11. verify
+    // ----------------------------------------------------------------- 11. the stack's own container back
+    // The rejoined node ran as a drill-made `restore` container; it goes back to exactly the container the
+    // stack made (its topology spec: a later `pulumi up` or refresh finds what it created). The entrypoint
+    // keeps it a standby: on an existing cluster standby.signal decides, not HOMELAB_ROLE (ADR 0011).
+    if (rejoined) {
+      const snapshot = rejoined;
+      await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
+        await recreateContainer(snapshot, { timeoutSeconds: 120 });
+        await waitFor(async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000, label: `${primary.name} streaming from ${replica.name} again` });
+        return `HOMELAB_ROLE=${primary.container.env.HOMELAB_ROLE ?? "?"} as the stack made it; streaming from ${replica.name}`;
+      }, (detail) => detail);
+    }
+
+    // ------------------------------------------------------------------------------------ 12. verify
     await log.step("verify: one primary, one streaming replica", async () => {
       const now = await currentPrimary(t, ctl); // throws on split brain
       const rows = await replicationRows(ctl, now);

@@ -6,6 +6,9 @@ import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, pars
 
 export const PROJECT = "homelab-data";
 
+/** Platforms a stack can name (after the `docker-cli` alias is folded into `docker`). */
+export const PLATFORMS = ["docker", "docker-api", "libvirt"] as const;
+
 // PostgreSQL's own memory floor is far lower, but a node that also runs pgBackRest with archive-async
 // and a streaming replica does not start reliably below this (ADR 0002 "memory floor").
 export const MIN_POSTGRES_MEMORY_BYTES = 256 * 1024 ** 2;
@@ -248,9 +251,13 @@ const libvirt = z
 
 export const homelabConfigSchema = z
   .object({
-    /** docker: @pulumi/docker; docker-cli: the same node plans through the docker CLI driven by
-     *  @pulumi/command (no docker plugin needed: air-gapped machines); libvirt: KVM VMs (planned). */
-    platform: z.enum(["docker", "docker-cli", "libvirt"]).default("docker"),
+    /** docker (default): the docker CLI driven by @pulumi/command through the one node applier (no docker
+     *  plugin needed: air-gapped machines; what CI runs for real); docker-api: @pulumi/docker (mock-tested
+     *  only, ADR 0010); docker-cli: the old name of docker; libvirt: KVM VMs (planned). */
+    platform: z
+      .enum(["docker", "docker-api", "docker-cli", "libvirt"])
+      .default("docker")
+      .transform((p) => (p === "docker-cli" ? "docker" : p)),
     docker,
     libvirt,
     postgres,

@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import { postUpSteps } from "../plan.ts";
-import { shellQuote } from "../platform/docker-cli.ts";
+import { shellQuote } from "../platform/docker-node.ts";
 import { createNodes, nodesWithRoles, type NodeComponentArgs } from "../platform/index.ts";
 import type { NodePlan } from "../platform/plan.ts";
 

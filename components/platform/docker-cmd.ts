@@ -1,7 +1,7 @@
-// The `docker-cli` platform: the same NodePlans as the `docker` platform, made by @pulumi/command
-// `local.Command` resources that run the docker CLI (the argv builders of docker-cli.ts, shared with the e2e
-// harness). For machines where the docker provider plugin cannot be installed but the command provider can
-// be built offline (docs/architecture.md "Facts about the build machines").
+// The `docker` platform (the default): NodePlans made by @pulumi/command `local.Command` resources that run
+// the one node applier's script (components/platform/docker-node.ts, which the e2e harness and the drills
+// run too). Needs no docker provider plugin, so it works where that cannot be downloaded
+// (docs/architecture.md "Facts about the build machines"); `docker-api` (@pulumi/docker) is the other choice.
 //
 // Secrets: a node's files reach the container as a tar stream on the command's stdin (base64, a Pulumi
 // secret, marked secret in state too), `base64 -d | docker cp - <container>:/`: never in argv, env or a
@@ -14,10 +14,10 @@ import { fileURLToPath } from "node:url";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "../config/index.ts";
-import { containerCreateArgs, filesTar, networkCreateArgs, shellQuote, volumeCreateArgs } from "./docker-cli.ts";
-import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./index.ts";
-import { healthTimeoutSeconds, volumeResourceOptions, volumeSuffix } from "./index.ts";
-import type { HomelabPlan, ImageRef, NodeFile, NodePlan } from "./plan.ts";
+import { applyNodeScript, containerSpecOf, filesTarBase64, networkCreateArgs, removeNodeScript, shellQuote, volumeCreateArgs } from "./docker-node.ts";
+import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./platform.ts";
+import { volumeResourceOptions, volumeSuffix } from "./platform.ts";
+import type { HomelabPlan, ImageRef, NodeFile, NodeHandle, NodePlan } from "./plan.ts";
 
 /** The project root: image build contexts (ImageRef.context) are relative to it. */
 export const PROJECT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -30,11 +30,6 @@ export function imageShortName(ref: ImageRef): string {
 
 const sh = (argv: string[]) => argv.map(shellQuote).join(" ");
 const quiet = (argv: string[]) => `${sh(argv)} >/dev/null`;
-
-/** The files as a stable tar (filesTar: mtime 0, parents included), base64 for the command's stdin. */
-export async function filesTarBase64(files: NodeFile[]): Promise<string> {
-  return (await filesTar(files)).toString("base64");
-}
 
 /** Content digest of an image build context: a changed Dockerfile or script rebuilds the image. */
 export function contextDigest(dir: string): string {
@@ -53,38 +48,6 @@ export function contextDigest(dir: string): string {
   };
   walk("");
   return hash.digest("hex").slice(0, 16);
-}
-
-/** `docker create` + files + `docker start` + wait until healthy, as one POSIX sh script. */
-export function containerCreateScript(plan: HomelabPlan, node: NodePlan): string {
-  const name = node.hostname;
-  const timeout = healthTimeoutSeconds(node.healthcheck);
-  const state = sh(["docker", "inspect", "--format", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", name]);
-  const logs = `${sh(["docker", "logs", "--tail", "30", name])} >&2 || true`;
-  return [
-    "set -eu",
-    // A leftover of an interrupted create (or the old container on update): data lives in volumes.
-    containerDeleteScript(node),
-    `${quiet(["docker", ...containerCreateArgs(plan, node)])} </dev/null`,
-    `base64 -d | ${sh(["docker", "cp", "-", `${name}:/`])}`,
-    `${quiet(["docker", "start", name])} </dev/null`,
-    `deadline=$(( $(date +%s) + ${timeout} ))`,
-    "while :; do",
-    `  s=$(${state} 2>/dev/null || echo missing)`,
-    '  case "$s" in',
-    "    */healthy) break ;;",
-    `    exited/*|dead/*|missing) echo "${name} stopped while starting (state $s)" >&2; ${logs}; exit 1 ;;`,
-    "  esac",
-    `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "${name} not healthy within ${timeout}s (state $s)" >&2; ${logs}; exit 1; fi`,
-    "  sleep 1",
-    "done",
-  ].join("\n");
-}
-
-/** Clean stop (PostgreSQL gets its shutdown), then remove; succeeds when the container is already gone. */
-export function containerDeleteScript(node: NodePlan): string {
-  const name = node.hostname;
-  return `${quiet(["docker", "stop", "--time", String(node.stopTimeoutSeconds), name])} 2>&1 </dev/null || true\n${quiet(["docker", "rm", "-f", "-v", name])} 2>&1 </dev/null || true`;
 }
 
 /** `docker exec [--user u] <container> sh -c <cmd>` for a NodeCommand. */
@@ -112,10 +75,11 @@ export function dockerExecCommand(
 }
 
 export class DockerCliPlatform implements Platform {
-  readonly kind = "docker-cli" as const;
+  readonly kind = "docker" as const;
   private network?: command.local.Command;
   private readonly images = new Map<string, command.local.Command>();
   private readonly environment?: Record<string, string>;
+  private readonly made: Record<string, pulumi.Output<NodeHandle>> = {};
 
   constructor(
     private readonly spec: HomelabSpec,
@@ -172,13 +136,14 @@ export class DockerCliPlatform implements Platform {
     const network = this.network;
     const image = this.images.get(node.image.name);
     if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
+    const spec = containerSpecOf(plan, node);
     const volumes = node.volumes.map((v, i) => {
       const inspect = quiet(["docker", "volume", "inspect", v.name]);
       return new command.local.Command(
         `${opts.name}-${volumeSuffix(node, v.name, i)}`,
         this.args({
           // Re-attaches a retained volume (the backup repository after destroy + up) instead of failing.
-          create: `${inspect} 2>&1 || ${quiet(["docker", ...volumeCreateArgs(plan, v)])}`,
+          create: `${inspect} 2>&1 || ${quiet(["docker", ...volumeCreateArgs(spec.volumes[i]!)])}`,
           // A retained volume has no delete command at all (and retainOnDelete besides).
           ...(v.retainOnDestroy ? {} : { delete: `if ${inspect} 2>&1; then ${quiet(["docker", "volume", "rm", v.name])}; fi` }),
         }),
@@ -188,8 +153,8 @@ export class DockerCliPlatform implements Platform {
     const container = new command.local.Command(
       opts.name,
       this.args({
-        create: containerCreateScript(plan, node),
-        delete: containerDeleteScript(node),
+        create: applyNodeScript(spec),
+        delete: removeNodeScript(spec),
         stdin: pulumi.secret(files.apply(filesTarBase64)),
         // A rebuilt image (new ID) replaces the container.
         triggers: [image.stdout],
@@ -202,7 +167,13 @@ export class DockerCliPlatform implements Platform {
         additionalSecretOutputs: ["stdin"],
       },
     );
-    return { ready: container, resources: [...volumes, container], handle: container.id.apply(() => node.hostname) };
+    const dockerHost = this.spec.docker.host;
+    this.made[node.name] = container.id.apply((): NodeHandle => ({ kind: "docker", container: spec.name, ...(dockerHost ? { dockerHost } : {}) }));
+    return { ready: container, resources: [...volumes, container], handle: container.id.apply(() => spec.name) };
+  }
+
+  handles(): Record<string, pulumi.Output<NodeHandle>> {
+    return { ...this.made };
   }
 
   runOnNode(name: string, node: NodePlan, cmd: NodeCommand, opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[] }): command.local.Command {

@@ -2,13 +2,8 @@
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
 
-export type NodeRole =
-  | "postgres-primary"
-  | "postgres-replica"
-  | "backup-repository"
-  | "redis"
-  | "redis-replica"
-  | "duckdb";
+export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb"] as const;
+export type NodeRole = (typeof NODE_ROLES)[number];
 
 export interface ImageRef {
   /** Local tag, e.g. homelab/postgres:17. */
@@ -81,6 +76,33 @@ export interface NetworkPlan {
   gateway: string;
 }
 
+/** How a drill or a client reaches a node: the platform's real handle of what it made. */
+export type NodeHandle =
+  | { kind: "docker"; container: string; dockerHost?: string }
+  | { kind: "libvirt"; domain: string; uri: string; ssh: string }
+  | { kind: "ssh"; target: string };
+
+/**
+ * Facts of the tier the planners decided while building the nodes (role names, where each password file
+ * is, the stanza, the repository node, ports): recorded once here, so the topology output and anything else
+ * read them instead of repeating them.
+ */
+export interface PlanFacts {
+  postgres: {
+    database: string;
+    appUser: string;
+    replicationUser: string;
+    readonlyUser: string;
+    replicationMode: "async" | "sync";
+    archiveTimeoutSeconds: number;
+    /** Path (inside every PostgreSQL node) of each role's password file, by role name. */
+    passwordFiles: Record<string, string>;
+  };
+  pgbackrest: { stanza: string; repositoryNode: string; maxBackupAgeSeconds: number; tlsPort: number };
+  /** Present when Redis is part of the stack. */
+  redis?: { appUser: string; adminUser: string; healthUser: string; passwordFiles: Record<string, string> };
+}
+
 export interface HomelabPlan {
   stack: string;
   /** Name prefix of every engine object: homelab-<stack>. */
@@ -90,6 +112,7 @@ export interface HomelabPlan {
   publishAddress: string;
   /** Labels every engine object carries, so teardown can find leftovers. */
   labels: Record<string, string>;
+  facts: PlanFacts;
 }
 
 /** Nodes ordered so each comes after what it depends on. */

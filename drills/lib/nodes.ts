@@ -1,7 +1,7 @@
 // Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
 // topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform;
 // docker today, libvirt/ssh refused loudly until written.
-import { docker, sleep, type RunResult } from "../../components/platform/docker-cli.ts";
+import { docker, sleep, type RunResult } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
 
 /** What node control needs of a topology node. */
@@ -133,12 +133,11 @@ export class DockerNodeControl implements NodeControl {
 
 const formatMs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
-/** Node control for every node of a topology; refuses platforms drills cannot drive yet. */
+/** Node control for every node of a topology, by the kind of the nodes' handles; refuses kinds drills cannot drive yet. */
 export function controlFor(topology: Pick<Topology, "platform" | "nodes">): NodeControl {
   const foreign = topology.nodes.find((n) => n.handle.kind !== "docker");
-  if (topology.platform !== "docker" || foreign) {
-    const kind = foreign?.handle.kind ?? topology.platform;
-    throw new UnsupportedPlatformError(`platform ${kind} not supported by drills yet${foreign ? ` (node ${foreign.name} has a ${foreign.handle.kind} handle)` : ""}; drills drive docker nodes only`);
+  if (foreign) {
+    throw new UnsupportedPlatformError(`${foreign.handle.kind} nodes are not supported by drills yet (node ${foreign.name} of the ${topology.platform} platform has a ${foreign.handle.kind} handle); drills drive docker nodes only`);
   }
   return new DockerNodeControl();
 }

@@ -1,175 +1,125 @@
-// Node snapshots for drills that lose a node's disk and must build nodes again: what the engine really ran
-// (`docker inspect`), the labels of its volumes, and its /etc/homelab files (passwords, keys, configs,
-// streamed into memory with `docker cp`, never written to the host's disk), taken BEFORE the node is lost.
-// From a snapshot a drill creates
-//   - the node again, same name, address, ports and volume names (a rebuild), or
+// Node re-creation for drills, through the ONE node applier (components/platform/docker-node.ts) that
+// `pulumi up` and the e2e harness use: a drill never builds a container its own way. What a node is made
+// from is its topology entry's `container` (the stack's own ContainerSpec); its /etc/homelab files
+// (passwords, keys, configs) are read out of the old container into memory with `docker cp` BEFORE the node
+// is lost, never written to the host's disk, and streamed into the new one. From a snapshot a drill makes
+//   - the node again, same name, address, ports and volume names (rebuildNode on new empty volumes,
+//     recreateContainer on the same ones, e.g. with another HOMELAB_ROLE for pg_rewind), or
 //   - a disposable copy with the node's identity (hostname, certificate, /etc/homelab) under another name, on
 //     a new volume, at an address and host port the engine picks: a restore target that the repository's
 //     `tls-server-auth` lets in (components/postgres/image/README.md "pgBackRest over TLS").
-// The argv comes from dockerCreateArgsFromInspect (docker-replace.ts); what is decided here is pure and
-// unit-tested (test/unit/drills-scratch-node.test.ts).
-import { spawn } from "node:child_process";
-import { docker, LABEL_NODE, LABEL_RETAIN } from "../../components/platform/docker-cli.ts";
-import { dockerCreateArgsFromInspect, inspectContainer, type ContainerInspect } from "./docker-replace.ts";
+// What is decided here is pure and unit-tested (test/unit/drills-scratch-node.test.ts).
+import { LABEL_NODE, LABEL_RETAIN, docker, dockerBuffer, dockerEnv, runApplyNode, type ContainerSpec } from "../../components/platform/docker-node.ts";
+import type { TopologyNode } from "../../components/topology.ts";
 import type { ControlledNode } from "./nodes.ts";
 
 /** Marks what a drill made for itself (copies, scratch volumes): never part of the stack's plan. */
 export const LABEL_DRILL_SCRATCH = "dev.homelab-data.drill-scratch";
 
+/** A node a drill can re-create: its handle and the container spec it is made from. */
+export type RecreatableNode = ControlledNode & Pick<TopologyNode, "container">;
+
 export interface NodeSnapshot {
-  node: ControlledNode;
-  inspect: ContainerInspect;
-  /** Labels of each data volume, by volume name (the stack's labels, retain-on-destroy...). */
-  volumeLabels: Record<string, Record<string, string>>;
+  node: RecreatableNode;
   /** The node's /etc/homelab as a tar stream (`docker cp <ctr>:/etc/homelab -`): holds secrets, never log it. */
   etcTar: Buffer;
 }
 
-export interface CopyOptions {
-  /** Container name of the copy (also its volume's name prefix). */
-  name: string;
-  /** Data volumes: mount path -> volume name. Mounts not listed are dropped. */
-  volumes: Record<string, string>;
-  /** Node label of the copy (what `dev.homelab-data.node` says). */
-  nodeLabel: string;
+function dockerHandle(node: ControlledNode): { container: string; dockerHost?: string } {
+  if (node.handle.kind !== "docker") throw new Error(`node ${node.name}: handle kind ${node.handle.kind} is not a docker handle`);
+  return node.handle;
 }
 
-function dockerEnv(node: ControlledNode): NodeJS.ProcessEnv {
-  if (node.handle.kind !== "docker") throw new Error(`node ${node.name}: handle kind ${node.handle.kind} is not a docker handle`);
-  return node.handle.dockerHost ? { ...process.env, DOCKER_HOST: node.handle.dockerHost } : process.env;
-}
-
-function containerOf(node: ControlledNode): string {
-  if (node.handle.kind !== "docker") throw new Error(`node ${node.name}: handle kind ${node.handle.kind} is not a docker handle`);
-  return node.handle.container;
+/** The node's spec with env entries replaced (pure). */
+export function withEnv(spec: ContainerSpec, env: Record<string, string>): ContainerSpec {
+  return { ...spec, env: { ...spec.env, ...env } };
 }
 
 /**
- * The inspect of a disposable copy of `old` (pure): another name and node label, the listed volumes only,
- * no static address (the engine picks one: the original's stays free for the node's own rebuild), every
- * published port on an ephemeral host port of the same host address, no restart policy, and the
- * drill-scratch label so a teardown by stack label sweeps it too.
+ * The spec of a disposable copy of `spec` (pure): another container name and node label, its data volumes
+ * renamed `<name>-<suffix of the original>` and marked scratch (never retained), no static address (the
+ * original's stays free for the node's own rebuild), every published port on an ephemeral host port of the
+ * same host address, no restart policy, and the drill-scratch label so a teardown by stack label sweeps it.
+ * The hostname stays: it is the identity the repository's TLS trusts.
  */
-export function copyInspect(old: ContainerInspect, o: CopyOptions): ContainerInspect {
-  const networks = Object.fromEntries(Object.entries(old.NetworkSettings.Networks ?? {}).map(([name]) => [name, { IPAMConfig: null, IPAddress: "" }]));
-  const ports = Object.fromEntries(Object.entries(old.HostConfig.PortBindings ?? {}).map(([port, bindings]) => [port, (bindings ?? []).map((b) => ({ HostIp: b.HostIp ?? "", HostPort: "" }))]));
-  const mounts = (old.Mounts ?? [])
-    .filter((m) => o.volumes[m.Destination] !== undefined)
-    .map((m) => ({ Type: "volume", Name: o.volumes[m.Destination]!, Destination: m.Destination, RW: true }));
-  const missing = Object.keys(o.volumes).filter((dest) => !(old.Mounts ?? []).some((m) => m.Destination === dest));
-  if (missing.length > 0) throw new Error(`container ${old.Name.replace(/^\//, "")} mounts nothing at ${missing.join(", ")}: a copy replaces existing data mounts only`);
+export function copySpec(spec: ContainerSpec, o: { name: string; nodeLabel: string; env?: Record<string, string> }): ContainerSpec {
   return {
-    ...old,
-    Name: `/${o.name}`,
-    Config: { ...old.Config, Labels: { ...(old.Config.Labels ?? {}), [LABEL_NODE]: o.nodeLabel, [LABEL_DRILL_SCRATCH]: "true" } },
-    HostConfig: { ...old.HostConfig, PortBindings: ports, RestartPolicy: { Name: "no" } },
-    Mounts: mounts,
-    NetworkSettings: { ...old.NetworkSettings, Networks: networks },
+    ...spec,
+    name: o.name,
+    env: { ...spec.env, ...(o.env ?? {}) },
+    labels: { ...spec.labels, [LABEL_NODE]: o.nodeLabel, [LABEL_DRILL_SCRATCH]: "true" },
+    ipv4Address: undefined,
+    publish: spec.publish.map((p) => ({ ...p, hostPort: 0 })),
+    volumes: spec.volumes.map((v) => ({
+      name: `${o.name}-${v.name.split("-").slice(-1)[0] ?? "data"}`,
+      mountPath: v.mountPath,
+      labels: { ...v.labels, [LABEL_RETAIN]: "false", [LABEL_NODE]: o.nodeLabel, [LABEL_DRILL_SCRATCH]: "true" },
+    })),
+    restart: "no",
   };
 }
 
-/** Labels for a copy's volume: the original's stack labels, never retained, marked as scratch. */
-export function copyVolumeLabels(original: Record<string, string> | undefined, nodeLabel: string): Record<string, string> {
-  return { ...(original ?? {}), [LABEL_RETAIN]: "false", [LABEL_NODE]: nodeLabel, [LABEL_DRILL_SCRATCH]: "true" };
-}
-
-/** `docker cp <ctr>:<dir> -` into memory (works on a stopped or killed container). */
-function readTree(container: string, dir: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("docker", ["cp", `${container}:${dir}`, "-"], { env, stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code === 0) resolve(Buffer.concat(out));
-      else reject(new Error(`docker cp ${container}:${dir} - failed (exit ${code}): ${Buffer.concat(err).toString().trim()}`));
-    });
-  });
-}
-
 /** Snapshot of a node (running, stopped or killed; its container must still exist). */
-export async function snapshotDockerNode(node: ControlledNode): Promise<NodeSnapshot> {
-  const env = dockerEnv(node);
-  const inspect = await inspectContainer(node);
-  const volumeLabels: Record<string, Record<string, string>> = {};
-  for (const volume of node.dataVolumes) {
-    const r = await docker(["volume", "inspect", "--format", "{{json .Labels}}", volume], { env, allowFailure: true });
-    volumeLabels[volume] = r.code === 0 ? ((JSON.parse(r.stdout.trim() || "null") as Record<string, string> | null) ?? {}) : {};
-  }
-  const etcTar = await readTree(containerOf(node), "/etc/homelab", env);
-  return { node, inspect, volumeLabels, etcTar };
+export async function snapshotDockerNode(node: RecreatableNode): Promise<NodeSnapshot> {
+  const h = dockerHandle(node);
+  const etcTar = await dockerBuffer(["cp", `${h.container}:/etc/homelab`, "-"], { env: dockerEnv(h.dockerHost) });
+  return { node, etcTar };
 }
 
-async function createVolume(name: string, labels: Record<string, string>, env: NodeJS.ProcessEnv): Promise<void> {
-  const exists = await docker(["volume", "inspect", name], { env, allowFailure: true });
-  if (exists.code === 0) throw new Error(`volume ${name} already exists: refusing to restore into data that is already there`);
-  await docker(["volume", "create", ...Object.entries(labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]), name], { env });
+async function refuseExistingVolumes(spec: ContainerSpec, dockerHost?: string): Promise<void> {
+  for (const v of spec.volumes) {
+    const exists = await docker(["volume", "inspect", v.name], { env: dockerEnv(dockerHost), allowFailure: true });
+    if (exists.code === 0) throw new Error(`volume ${v.name} already exists: refusing to restore into data that is already there`);
+  }
 }
 
-/** Creates the container from `inspect` with `image`/`env`, puts the snapshot's /etc/homelab in, starts it. */
-async function createAndStart(snapshot: NodeSnapshot, inspect: ContainerInspect, spec: { image: string; env: Record<string, string> }, env: NodeJS.ProcessEnv): Promise<string[]> {
-  const args = dockerCreateArgsFromInspect(inspect, spec);
-  const name = inspect.Name.replace(/^\//, "");
-  await docker(args, { env });
-  try {
-    await docker(["cp", "-", `${name}:/etc`], { env, input: snapshot.etcTar });
-    await docker(["start", name], { env });
-  } catch (e) {
-    await docker(["rm", "-f", name], { env, allowFailure: true });
-    throw e;
-  }
-  return args;
+/** Applies `spec` with the snapshot's /etc/homelab through the node applier; waits until healthy. */
+function apply(snapshot: NodeSnapshot, spec: ContainerSpec, opts: { timeoutSeconds?: number } = {}): Promise<void> {
+  return runApplyNode(spec, snapshot.etcTar, { filesDir: "/etc", dockerHost: dockerHandle(snapshot.node).dockerHost, timeoutSeconds: opts.timeoutSeconds });
 }
 
 /**
- * A disposable copy of the snapshotted node: new, EMPTY volumes (named `<name>-<suffix of the original>`),
- * the node's hostname and files, `image` and `env`. Returns it as a node drills can control.
+ * A disposable copy of the snapshotted node (copySpec) on new, EMPTY volumes, with `env` over the node's,
+ * up and healthy. Returns it as a node drills can control.
  */
-export async function createNodeCopy(snapshot: NodeSnapshot, o: { name: string; nodeLabel: string; image: string; env: Record<string, string> }): Promise<ControlledNode & { createArgs: string[] }> {
-  const env = dockerEnv(snapshot.node);
-  const volumes: Record<string, string> = {};
-  const created: string[] = [];
-  for (const m of snapshot.inspect.Mounts ?? []) {
-    if (m.Type !== "volume" || !m.Name || !snapshot.node.dataVolumes.includes(m.Name)) continue;
-    const volume = `${o.name}-${m.Name.split("-").slice(-1)[0] ?? "data"}`;
-    volumes[m.Destination] = volume;
-    await createVolume(volume, copyVolumeLabels(snapshot.volumeLabels[m.Name], o.nodeLabel), env);
-    created.push(volume);
-  }
-  const node: ControlledNode = { name: o.nodeLabel, handle: { ...(snapshot.node.handle as { kind: "docker"; container: string; dockerHost?: string }), container: o.name }, dataVolumes: created };
+export async function createNodeCopy(snapshot: NodeSnapshot, o: { name: string; nodeLabel: string; env: Record<string, string>; timeoutSeconds?: number }): Promise<RecreatableNode> {
+  const spec = copySpec(snapshot.node.container, o);
+  const dockerHost = dockerHandle(snapshot.node).dockerHost;
+  await refuseExistingVolumes(spec, dockerHost);
+  const copy: RecreatableNode = { name: o.nodeLabel, handle: { kind: "docker", container: spec.name, ...(dockerHost ? { dockerHost } : {}) }, dataVolumes: spec.volumes.map((v) => v.name), container: spec };
   try {
-    const createArgs = await createAndStart(snapshot, copyInspect(snapshot.inspect, { name: o.name, volumes, nodeLabel: o.nodeLabel }), o, env);
-    return { ...node, createArgs };
+    await apply(snapshot, spec, o);
   } catch (e) {
-    for (const v of created) await docker(["volume", "rm", "-f", v], { env, allowFailure: true });
+    await removeNodeCopy(copy).catch(() => {});
     throw e;
   }
+  return copy;
 }
 
 /**
- * The snapshotted node again, as it was (name, address, published ports, limits, labels, files), with
- * `image` and `env`, on its data volumes re-created EMPTY with their original labels. Its old container
- * must be gone (`NodeControl.removeDataVolumes` removes it with the volumes).
+ * The snapshotted node again as the stack made it (its topology `container`, with `env` over it), on its
+ * data volumes re-created EMPTY. Its old container must be gone with its volumes (`removeDataVolumes`).
  */
-export async function rebuildNode(snapshot: NodeSnapshot, spec: { image: string; env: Record<string, string> }): Promise<string[]> {
-  const env = dockerEnv(snapshot.node);
-  for (const volume of snapshot.node.dataVolumes) await createVolume(volume, snapshot.volumeLabels[volume] ?? {}, env);
-  return createAndStart(snapshot, snapshot.inspect, spec, env);
+export async function rebuildNode(snapshot: NodeSnapshot, o: { env?: Record<string, string>; timeoutSeconds?: number } = {}): Promise<void> {
+  const spec = withEnv(snapshot.node.container, o.env ?? {});
+  await refuseExistingVolumes(spec, dockerHandle(snapshot.node).dockerHost);
+  await apply(snapshot, spec, o);
 }
 
-/** Replaces the node's STOPPED container by one with `spec` on the same volumes (e.g. another HOMELAB_ROLE). */
-export async function recreateContainer(snapshot: NodeSnapshot, spec: { image: string; env: Record<string, string> }): Promise<string[]> {
-  const env = dockerEnv(snapshot.node);
-  await docker(["rm", containerOf(snapshot.node)], { env });
-  return createAndStart(snapshot, snapshot.inspect, spec, env);
+/**
+ * Replaces the node's container (stopped, or stopped cleanly here by the applier) by the stack's spec with
+ * `env` over it, on the SAME volumes: another HOMELAB_ROLE for pg_rewind, or back to exactly what the stack
+ * made (no `env`), so a later `pulumi up` finds what it created.
+ */
+export async function recreateContainer(snapshot: NodeSnapshot, o: { env?: Record<string, string>; timeoutSeconds?: number } = {}): Promise<void> {
+  await apply(snapshot, withEnv(snapshot.node.container, o.env ?? {}), o);
 }
 
 /** Removes a copy made by createNodeCopy: its container and volumes (only ones marked drill-scratch). */
 export async function removeNodeCopy(copy: ControlledNode): Promise<void> {
-  const env = dockerEnv(copy);
-  await docker(["rm", "-f", containerOf(copy)], { env, allowFailure: true });
+  const h = dockerHandle(copy);
+  const env = dockerEnv(h.dockerHost);
+  await docker(["rm", "-f", h.container], { env, allowFailure: true });
   for (const volume of copy.dataVolumes) {
     const label = await docker(["volume", "inspect", "--format", `{{index .Labels "${LABEL_DRILL_SCRATCH}"}}`, volume], { env, allowFailure: true });
     if (label.code !== 0) continue;
@@ -180,7 +130,8 @@ export async function removeNodeCopy(copy: ControlledNode): Promise<void> {
 
 /** Where the host reaches `containerPort` of a node: the host address and port the engine published. */
 export async function publishedAddress(node: ControlledNode, containerPort: number): Promise<{ host: string; port: number }> {
-  const r = await docker(["port", containerOf(node), `${containerPort}/tcp`], { env: dockerEnv(node) });
+  const h = dockerHandle(node);
+  const r = await docker(["port", h.container, `${containerPort}/tcp`], { env: dockerEnv(h.dockerHost) });
   const first = r.stdout.split("\n").map((l) => l.trim()).find((l) => /:\d+$/.test(l) && !l.startsWith("["));
   const m = first ? /^(.*):(\d+)$/.exec(first) : null;
   if (!m) throw new Error(`${node.name}: port ${containerPort} is not published (docker port: ${r.stdout.trim() || "nothing"})`);

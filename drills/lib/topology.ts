@@ -1,61 +1,13 @@
 // The ONLY input of a drill (docs/architecture.md "Data flow" step 5): the stack's `topology` output, from
-// `pulumi stack output topology --json` or a JSON file, validated before anything is touched.
+// `pulumi stack output topology --json` or a JSON file, validated before anything is touched with the
+// components' own schema (components/topology.ts), so what a stack exports is exactly what drills accept.
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { z } from "zod";
-import { TOPOLOGY_VERSION, type Topology, type TopologyNode } from "../../components/topology.ts";
+import { TOPOLOGY_VERSION, topologySchema, type Topology, type TopologyNode } from "../../components/topology.ts";
 import type { NodeRole } from "../../components/platform/plan.ts";
 import { psqlOnNode, type NodeControl } from "./nodes.ts";
 
 export type { Topology, TopologyNode, NodeRole };
-
-// Loose objects: a newer stack may add fields; the ones drills read must be there and well-typed.
-const handleSchema = z.discriminatedUnion("kind", [
-  z.looseObject({ kind: z.literal("docker"), container: z.string().min(1), dockerHost: z.string().min(1).optional() }),
-  z.looseObject({ kind: z.literal("libvirt"), domain: z.string().min(1), uri: z.string().min(1), ssh: z.string().min(1) }),
-  z.looseObject({ kind: z.literal("ssh"), target: z.string().min(1) }),
-]);
-
-const roleSchema = z.enum(["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb"]);
-
-const nodeSchema = z.looseObject({
-  name: z.string().min(1),
-  role: roleSchema,
-  hostname: z.string().min(1),
-  internal: z.looseObject({ host: z.string().min(1), port: z.number().int().positive().optional() }),
-  published: z.looseObject({ host: z.string().min(1), port: z.number().int().positive() }).optional(),
-  handle: handleSchema,
-  dataVolumes: z.array(z.string().min(1)),
-  image: z.string().min(1),
-  env: z.record(z.string(), z.string()),
-});
-
-const objectivePair = z.looseObject({ rpo: z.number().nonnegative(), rto: z.number().nonnegative() });
-
-export const topologySchema = z.looseObject({
-  version: z.literal(TOPOLOGY_VERSION),
-  stack: z.string().min(1),
-  platform: z.enum(["docker", "libvirt"]),
-  network: z.looseObject({ name: z.string(), subnet: z.string(), gateway: z.string() }),
-  postgres: z.looseObject({
-    database: z.string().min(1),
-    appUser: z.string().min(1),
-    replicationUser: z.string().min(1),
-    readonlyUser: z.string().min(1),
-    replicationMode: z.enum(["async", "sync"]),
-    archiveTimeoutSeconds: z.number().nonnegative(),
-    passwordFiles: z.record(z.string(), z.string()),
-  }),
-  pgbackrest: z.looseObject({ stanza: z.string().min(1), repositoryNode: z.string().min(1), maxBackupAgeSeconds: z.number().nonnegative(), tlsPort: z.number().int().positive() }),
-  redis: z.looseObject({ passwordFiles: z.record(z.string(), z.string()), appUser: z.string().min(1) }).optional(),
-  objectives: z.looseObject({
-    failover: z.looseObject({ rpoWrites: z.number().int().nonnegative(), rto: z.number().nonnegative(), redundancyRestored: z.number().nonnegative() }),
-    backupRestore: objectivePair,
-    redis: objectivePair,
-    recreate: objectivePair,
-  }),
-  nodes: z.array(nodeSchema).min(1),
-});
 
 export class TopologyError extends Error {}
 
@@ -70,7 +22,7 @@ export function parseTopology(value: unknown, source: string): Topology {
     const problems = parsed.error.issues.map((i) => `  - ${i.path.join(".") || "(root)"}: ${i.message}`);
     throw new TopologyError(`${source}: not a valid topology (version ${TOPOLOGY_VERSION}):\n${problems.join("\n")}`);
   }
-  const t = parsed.data as unknown as Topology;
+  const t = parsed.data;
   const names = new Set<string>();
   for (const n of t.nodes) {
     if (names.has(n.name)) throw new TopologyError(`${source}: node name ${n.name} appears twice`);

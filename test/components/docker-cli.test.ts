@@ -16,7 +16,7 @@ const recorder = new Recorder();
 let mod: {
   homelab: typeof import("../../components/homelab.ts");
   cmd: typeof import("../../components/platform/docker-cmd.ts");
-  cli: typeof import("../../components/platform/docker-cli.ts");
+  cli: typeof import("../../components/platform/docker-node.ts");
   plan: typeof import("../../components/plan.ts");
 };
 
@@ -25,7 +25,7 @@ beforeAll(async () => {
   mod = {
     homelab: await import("../../components/homelab.ts"),
     cmd: await import("../../components/platform/docker-cmd.ts"),
-    cli: await import("../../components/platform/docker-cli.ts"),
+    cli: await import("../../components/platform/docker-node.ts"),
     plan: await import("../../components/plan.ts"),
   };
 });
@@ -34,7 +34,7 @@ beforeEach(() => recorder.clear());
 
 async function build(spec: HomelabSpec) {
   const secrets = fakeSecrets(spec);
-  const lab = new mod.homelab.Homelab("homelab", { spec, secrets: pulumi.secret(secrets), dockerEngine: "cli" }, { transformations: [recorder.transformation] });
+  const lab = new mod.homelab.Homelab("homelab", { spec, secrets: pulumi.secret(secrets) }, { transformations: [recorder.transformation] });
   await settle(recorder);
   return { lab, secrets };
 }
@@ -113,7 +113,7 @@ function runScript(script: string, opts: { stdin?: string; env?: Record<string, 
 describe("Homelab on the docker-cli platform (stack local)", () => {
   it("makes the same tree, every engine object a local command", async () => {
     const { lab } = await build(localSpec());
-    expect(lab.platform).toBe("docker-cli");
+    expect(lab.platform).toBe("docker");
     const tree = recorder.options.filter((o) => !o.type.startsWith("homelab:")).map((o) => `${o.type} ${o.name} <- ${o.parent}`).sort();
     expect(tree).toEqual(
       [
@@ -197,7 +197,7 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
     const { lab } = await build(spec);
     const c = inputs("homelab-postgres-primary");
     const pg1 = lab.plan.nodes.find((n) => n.name === "pg-1")!;
-    expect(c.create).toContain(mod.cli.containerCreateArgs(lab.plan, pg1).map(mod.cli.shellQuote).join(" "));
+    expect(c.create).toContain(mod.cli.containerCreateArgs(mod.cli.containerSpecOf(lab.plan, pg1)).map(mod.cli.shellQuote).join(" "));
     expect(c.create).toContain("base64 -d | docker cp - homelab-local-pg-1:/");
     expect(c.delete).toBe("docker stop --time 60 homelab-local-pg-1 >/dev/null 2>&1 </dev/null || true\ndocker rm -f -v homelab-local-pg-1 >/dev/null 2>&1 </dev/null || true");
     expect(c.triggers).toEqual(["sha256:homelab-image-postgres"]);
@@ -223,7 +223,7 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
       expect(files.map((e) => e.content)).toEqual(node.files.map((f) => f.content));
       expect(new Set(entries.map((e) => e.mtime))).toEqual(new Set([0]));
       // Same files, same bytes: an unchanged node is not re-created by the next `pulumi up`.
-      expect(await mod.cmd.filesTarBase64(node.files)).toBe(stdin);
+      expect(await mod.cli.filesTarBase64(node.files)).toBe(stdin);
     }
   });
 
@@ -243,7 +243,10 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
     expect(run.calls).toEqual([
       "docker|stop|--time|60|homelab-local-pg-1",
       "docker|rm|-f|-v|homelab-local-pg-1",
-      ["docker", ...mod.cli.containerCreateArgs(lab.plan, pg1)].join("|"),
+      "docker|volume|inspect|homelab-local-pg-1-data",
+      // the fake engine has no such volume: the applier makes it (on `pulumi up` the volume resource did)
+      ["docker", ...mod.cli.volumeCreateArgs(mod.cli.containerSpecOf(lab.plan, pg1).volumes[0]!)].join("|"),
+      ["docker", ...mod.cli.containerCreateArgs(mod.cli.containerSpecOf(lab.plan, pg1))].join("|"),
       "docker|cp|-|homelab-local-pg-1:/",
       "docker|start|homelab-local-pg-1",
       "docker|inspect|--format|{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}|homelab-local-pg-1",

@@ -11,7 +11,7 @@ const recorder = new Recorder();
 let mod: {
   homelab: typeof import("../../components/homelab.ts");
   platform: typeof import("../../components/platform/index.ts");
-  docker: typeof import("../../components/platform/docker.ts");
+  docker: typeof import("../../components/platform/docker-api.ts");
   plan: typeof import("../../components/plan.ts");
   topology: typeof import("../../components/topology.ts");
   postgres: typeof import("../../components/postgres/cluster.ts");
@@ -23,7 +23,7 @@ beforeAll(async () => {
   mod = {
     homelab: await import("../../components/homelab.ts"),
     platform: await import("../../components/platform/index.ts"),
-    docker: await import("../../components/platform/docker.ts"),
+    docker: await import("../../components/platform/docker-api.ts"),
     plan: await import("../../components/plan.ts"),
     topology: await import("../../components/topology.ts"),
     postgres: await import("../../components/postgres/cluster.ts"),
@@ -32,9 +32,13 @@ beforeAll(async () => {
 
 beforeEach(() => recorder.clear());
 
-async function build(spec: HomelabSpec, opts: { secrets?: pulumi.Output<HomelabSecrets> } = {}) {
+// This file builds the `docker-api` platform (@pulumi/docker); docker-cli.test.ts covers the default one.
+const api = (spec: HomelabSpec): HomelabSpec => ({ ...spec, platform: "docker-api" });
+
+async function build(plainSpec: HomelabSpec, opts: { secrets?: pulumi.Output<HomelabSecrets> } = {}) {
+  const spec = api(plainSpec);
   const secrets = fakeSecrets(spec);
-  const lab = new mod.homelab.Homelab("homelab", { spec, secrets: opts.secrets ?? pulumi.secret(secrets), dockerEngine: "api" }, { transformations: [recorder.transformation] });
+  const lab = new mod.homelab.Homelab("homelab", { spec, secrets: opts.secrets ?? pulumi.secret(secrets) }, { transformations: [recorder.transformation] });
   await settle(recorder);
   return { lab, secrets };
 }
@@ -53,7 +57,7 @@ const VOLUME = "docker:index/volume:Volume";
 const byType = (type: string) => recorder.resources.filter((r) => r.type === type);
 const container = (name: string) => recorder.resource(name, CONTAINER);
 
-describe("Homelab on the docker platform (stack local)", () => {
+describe("Homelab on the docker-api platform (stack local)", () => {
   it("builds the component tree: tokens, child names from the component name, parents", async () => {
     await build(localSpec());
     const tree = recorder.options.map((o) => `${o.type} ${o.name} <- ${o.parent ?? "(stack)"}`).sort();
@@ -249,7 +253,8 @@ describe("Homelab on the docker platform (stack local)", () => {
     const spec = localSpec();
     const { lab, secrets } = await build(spec);
     const topology = await promiseOf(lab.topology);
-    expect(topology).toEqual(mod.topology.topologyOf(spec, lab.plan, {}));
+    // Derived from the plan and the handles of what the platform made (the containers' real names).
+    expect(topology).toEqual(mod.topology.topologyOf(api(spec), lab.plan));
     expect(topology.nodes.map((n) => `${n.name}:${n.role}:${n.handle.kind === "docker" ? n.handle.container : ""}`)).toEqual([
       "pg-1:postgres-primary:homelab-local-pg-1",
       "pg-2:postgres-replica:homelab-local-pg-2",
@@ -268,7 +273,7 @@ describe("Homelab on the docker platform (stack local)", () => {
     expect(await promiseOf(lab.redis!.primary)).toMatchObject({ host: "172.28.0.30", port: 6379, published: { port: 15452 } });
     expect(await promiseOf(lab.redis!.replica)).toBeUndefined();
     expect(await promiseOf(lab.duckdb!.endpoint)).toMatchObject({ host: "172.28.0.40", port: 8080 });
-    expect(lab.platform).toBe("docker");
+    expect(lab.platform).toBe("docker-api");
   });
 
   it("makes a Redis replica and more PostgreSQL replicas when the stack asks", async () => {
@@ -315,7 +320,7 @@ describe("Homelab on the docker platform (stack local)", () => {
     const spec = localSpec();
     const plan = mod.plan.planHomelab(spec, fakeSecrets(spec));
     const noPrimary = { ...plan, nodes: plan.nodes.filter((n) => n.role !== "postgres-primary") };
-    const platform = mod.platform.platformFor(spec, { name: "t", dockerEngine: "api" });
+    const platform = mod.platform.platformFor(api(spec), { name: "t" });
     expect(() => new mod.postgres.PostgresCluster("pg", { plan: noPrimary, securePlan: pulumi.secret(noPrimary), platform })).toThrow(/0 postgres-primary nodes.*expected exactly one/);
   });
 
@@ -328,7 +333,7 @@ describe("Homelab on the docker platform (stack local)", () => {
       error = e;
     }
     expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toMatch(/^platform libvirt is not implemented yet; use docker/);
+    expect((error as Error).message).toMatch(/^homelab-data:platform: libvirt is not implemented yet; use docker/);
     await settle();
     expect(recorder.resources).toEqual([]);
   });
@@ -343,7 +348,7 @@ describe("the leak check itself", () => {
     const pg = plan.nodes[0]!;
     const leaky = { ...pg, env: { ...pg.env, PGPASSWORD: secrets.postgresSuperuserPassword } };
     const parent = new pulumi.ComponentResource("test:index:Leak", `leak-${engine}`, {}, { transformations: [recorder.transformation] });
-    const platform = mod.platform.platformFor(spec, { name: `leak-${engine}`, parent, dockerEngine: engine });
+    const platform = mod.platform.platformFor({ ...spec, platform: engine === "api" ? "docker-api" : "docker" }, { name: `leak-${engine}`, parent });
     platform.createNetwork(plan, { name: `leak-${engine}-network`, parent });
     platform.createImages(plan, { name: `leak-${engine}-image`, parent });
     platform.createNode(plan, leaky, pulumi.secret(pg.files), { name: `leak-${engine}-pg`, parent, dependsOn: [] });

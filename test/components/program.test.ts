@@ -1,7 +1,7 @@
 // The Pulumi program (stacks/index.ts) under mocks, fed the engine's view of stacks/Pulumi.local.yaml:
 // config in, topology out; user mistakes stop it with a RunError and nothing registered.
 import * as pulumi from "@pulumi/pulumi";
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { PROJECT, SECRET_KEYS, readStackFile, type SecretKey } from "../../components/config/index.ts";
 import type { HomelabSecrets } from "../../components/plan.ts";
 import { Recorder, STACKS_DIR, deepMerge, fakeSecrets, findLeaks, isSecretOutput, localSpec, promiseOf, secretValues, settle } from "./mocks.ts";
@@ -15,10 +15,6 @@ beforeAll(async () => {
 beforeEach(() => {
   recorder.clear();
   vi.resetModules();
-  delete process.env.HOMELAB_DOCKER_ENGINE;
-});
-afterEach(() => {
-  delete process.env.HOMELAB_DOCKER_ENGINE;
 });
 
 /** The config map as the engine hands it to the program: `project:key` -> string (objects as JSON). */
@@ -59,29 +55,29 @@ describe("stacks/index.ts", () => {
     const { planHomelab } = await import("../../components/plan.ts");
     const { topologyOf } = await import("../../components/topology.ts");
     expect(await promiseOf(topology!)).toEqual(topologyOf(spec, planHomelab(spec, secrets)));
+    // The default platform: the one node applier's script in command-provider commands, no docker plugin.
+    expect(recorder.resources.filter((r) => r.custom).every((r) => r.type === "command:local:Command")).toBe(true);
+    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(17);
+    expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
+  });
+
+  it("builds the same nodes with @pulumi/docker when the stack says platform: docker-api", async () => {
+    const secrets = fakeSecrets(localSpec());
+    setStackConfig({ platform: "docker-api" }, secrets);
+    const { error } = await runProgram();
+    expect(error).toBeUndefined();
     expect(recorder.resources.filter((r) => r.type === "docker:index/container:Container").map((r) => r.inputs.name).sort()).toEqual(
       ["homelab-local-backup", "homelab-local-duckdb", "homelab-local-pg-1", "homelab-local-pg-2", "homelab-local-redis"],
     );
     expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
   });
 
-  it("uses the docker CLI through the command provider with HOMELAB_DOCKER_ENGINE=cli", async () => {
-    const secrets = fakeSecrets(localSpec());
-    setStackConfig({}, secrets);
-    process.env.HOMELAB_DOCKER_ENGINE = "cli";
-    const { error } = await runProgram();
+  it("takes platform: docker-cli (the old name) as the default docker platform", async () => {
+    setStackConfig({ platform: "docker-cli" }, fakeSecrets(localSpec()));
+    const { topology, error } = await runProgram();
     expect(error).toBeUndefined();
+    expect(((await promiseOf(topology!)) as { platform: string }).platform).toBe("docker");
     expect(recorder.resources.filter((r) => r.custom).every((r) => r.type === "command:local:Command")).toBe(true);
-    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(17);
-    expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
-  });
-
-  it("rejects an unknown HOMELAB_DOCKER_ENGINE", async () => {
-    setStackConfig({}, fakeSecrets(localSpec()));
-    process.env.HOMELAB_DOCKER_ENGINE = "podman";
-    const { error } = await runProgram();
-    expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toMatch(/HOMELAB_DOCKER_ENGINE: got "podman"; expected api .* or cli/);
   });
 
   it("stops on invalid config with every problem named, as a RunError, registering nothing", async () => {
@@ -110,7 +106,7 @@ describe("stacks/index.ts", () => {
     setStackConfig({ platform: "libvirt", libvirt: { uri: "qemu:///system" } }, fakeSecrets(localSpec()));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toMatch(/^platform libvirt is not implemented yet; use docker/);
+    expect((error as Error).message).toMatch(/^homelab-data:platform: libvirt is not implemented yet; use docker/);
     expect(recorder.resources).toEqual([]);
   });
 });

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker } from "../../components/platform/docker-cli.ts";
+import { docker } from "../../components/platform/docker-node.ts";
 import { runBackupRestoreDrill, type DisasterContext } from "../../drills/backup-restore.mts";
 import type { DrillReport } from "../../drills/lib/report.ts";
 import { e2eSpec, ensureImages, leftovers, ROOT, startTier, type Tier } from "./harness.ts";

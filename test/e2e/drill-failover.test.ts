@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker } from "../../components/platform/docker-cli.ts";
+import { docker } from "../../components/platform/docker-node.ts";
 import type { Topology } from "../../components/topology.ts";
 import { runFailoverDrill } from "../../drills/failover.mts";
 import type { DrillReport } from "../../drills/lib/report.ts";

@@ -7,7 +7,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HomelabSpec } from "../../components/config/index.ts";
 import { planHomelab } from "../../components/plan.ts";
-import { LABEL_STACK, applyPlan, docker, removeByLabel } from "../../components/platform/docker-cli.ts";
+import { LABEL_STACK, applyPlan, docker, removeByLabel } from "../../components/platform/docker-node.ts";
 import { topologyOf, type Topology } from "../../components/topology.ts";
 import { DrillLog } from "../../drills/lib/log.ts";
 import { DockerNodeControl } from "../../drills/lib/nodes.ts";
@@ -29,7 +29,7 @@ async function startRedisNodes(spec: HomelabSpec): Promise<Topology> {
   const plan = planHomelab(spec, makeSecrets(spec));
   const t0 = Date.now();
   try {
-    await applyPlan(plan, { only: (n) => n.role === "redis" || n.role === "redis-replica", healthTimeoutMs: 60_000 });
+    await applyPlan(plan, { only: (n) => n.role === "redis" || n.role === "redis-replica", timeoutSeconds: 60 });
   } catch (e) {
     await removeByLabel(label, { purgeRetained: true });
     throw e;

@@ -6,7 +6,7 @@ import path from "node:path";
 import { validateConfig, type HomelabSpec } from "../../components/config/index.ts";
 import { generateTlsBundle } from "../../components/pgbackrest/tls.ts";
 import { planHomelab, postUpSteps, redactedSecrets, type HomelabSecrets } from "../../components/plan.ts";
-import { applyPlan, docker, removeByLabel, LABEL_STACK } from "../../components/platform/docker-cli.ts";
+import { applyPlan, docker, removeByLabel, LABEL_STACK } from "../../components/platform/docker-node.ts";
 import type { HomelabPlan } from "../../components/platform/plan.ts";
 import { topologyOf, type Topology } from "../../components/topology.ts";
 import { generatePassword } from "../../cli/stack-commands.ts";

@@ -4,7 +4,7 @@
 // secrets (passwords, TLS certificates), so the re-created nodes trust the repository and vice versa.
 import type { HomelabSpec } from "../../components/config/index.ts";
 import { planHomelab, type HomelabSecrets } from "../../components/plan.ts";
-import { LABEL_STACK, applyPlan, docker } from "../../components/platform/docker-cli.ts";
+import { LABEL_STACK, applyPlan, docker } from "../../components/platform/docker-node.ts";
 import type { HomelabPlan } from "../../components/platform/plan.ts";
 
 export type RecreatePhase = "destroy" | "create";
@@ -70,7 +70,7 @@ export function recreateHook(spec: HomelabSpec, secrets: HomelabSecrets, opts: R
     }
     const t0 = Date.now();
     // A repository node that was kept running is not created again (its name is taken).
-    await applyPlan(plan, { healthTimeoutMs: opts.healthTimeoutMs ?? 300_000, log: opts.log, only: (n) => !(opts.keepRepositoryNode && n.role === "backup-repository") });
+    await applyPlan(plan, { timeoutSeconds: Math.round((opts.healthTimeoutMs ?? 300_000) / 1000), log: opts.log, only: (n) => !(opts.keepRepositoryNode && n.role === "backup-repository") });
     opts.log?.(`re-created stack ${plan.stack} from backup in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   };
 }

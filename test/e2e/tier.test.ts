@@ -4,7 +4,8 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatBytes } from "../../components/config/index.ts";
-import { docker, sleep, waitHealthy } from "../../components/platform/docker-cli.ts";
+import { docker, sleep } from "../../components/platform/docker-node.ts";
+import { DockerNodeControl } from "../../drills/lib/nodes.ts";
 import { e2eSpec, ensureImages, leftovers, startTier, tierMemoryBytes, type Tier } from "./harness.ts";
 
 const STACK = "e2e-tier";
@@ -155,7 +156,7 @@ describe("data tier on a real Docker engine", () => {
     const redis = tier.plan.nodes.find((n) => n.name === "redis")!.hostname;
     await docker(["kill", "--signal", "KILL", redis]);
     await docker(["start", redis]);
-    await waitHealthy(redis, 30_000);
+    await new DockerNodeControl().waitHealthy({ name: "redis", handle: { kind: "docker", container: redis }, dataVolumes: [] }, 30_000);
     const again = new Redis({ host: "127.0.0.1", port, username: "app", password: tier.secrets.redisAppPassword, maxRetriesPerRequest: 3, enableReadyCheck: false });
     try {
       expect(Number(await again.get("app:counter"))).toBe(acknowledged);

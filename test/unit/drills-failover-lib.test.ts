@@ -1,7 +1,6 @@
 // drills/lib pieces the failover drill added: the failure detector's rule, single-user mode output, the
-// timeline history, and the `docker create` argv that re-creates a container from `docker inspect`.
+// timeline history.
 import { describe, expect, it } from "vitest";
-import { dockerCreateArgsFromInspect, type ContainerInspect } from "../../drills/lib/docker-replace.ts";
 import { parseTimelineHistory } from "../../drills/lib/measure.ts";
 import { parseSingleUserOutput, queryStoppedCluster, type ExecOptions, type NodeControl } from "../../drills/lib/nodes.ts";
 import { consecutiveFailuresAfter, type ProbeAttempt } from "../../drills/lib/probe.ts";
@@ -101,68 +100,5 @@ describe("parseTimelineHistory", () => {
     expect(parseTimelineHistory("1\t0/6082398\tno recovery target specified\n\n2\t0/9050C08\tno recovery target specified\n")).toEqual({ parentTimeline: 2, switchpoint: "0/9050C08" });
     expect(parseTimelineHistory("")).toBeUndefined();
     expect(() => parseTimelineHistory("1\tnot-an-lsn\treason")).toThrow(/not a PostgreSQL LSN/);
-  });
-});
-
-// `docker inspect` of a node the e2e harness created (trimmed to what a replacement reads).
-const INSPECT: ContainerInspect = {
-  Name: "/homelab-e2e-failover-pg-1",
-  Config: {
-    Hostname: "homelab-e2e-failover-pg-1",
-    Labels: { "dev.homelab-data.stack": "e2e-failover", "dev.homelab-data.node": "pg-1" },
-    StopTimeout: 60,
-    Healthcheck: { Test: ["CMD-SHELL", "/usr/local/bin/homelab-health"], Interval: 1_000_000_000, Timeout: 5_000_000_000, StartPeriod: 120_000_000_000, Retries: 5 },
-  },
-  HostConfig: {
-    Memory: 335544320,
-    MemorySwap: 335544320,
-    NanoCpus: 1_000_000_000,
-    RestartPolicy: { Name: "unless-stopped", MaximumRetryCount: 0 },
-    PortBindings: { "5432/tcp": [{ HostIp: "127.0.0.1", HostPort: "25532" }] },
-  },
-  Mounts: [{ Type: "volume", Name: "homelab-e2e-failover-pg-1-data", Source: "/var/lib/docker/volumes/x/_data", Destination: "/var/lib/postgresql/data", RW: true }],
-  NetworkSettings: { Networks: { "homelab-e2e-failover-net": { IPAMConfig: { IPv4Address: "172.30.0.10" }, IPAddress: "172.30.0.10" } } },
-  State: { Status: "exited" },
-};
-
-describe("dockerCreateArgsFromInspect", () => {
-  it("re-creates name, host name, static address, limits, restart, health, labels, volume and port, with the new env and image", () => {
-    expect(dockerCreateArgsFromInspect(INSPECT, { image: "homelab/postgres:17", env: { HOMELAB_ROLE: "restore", HOMELAB_PRIMARY_HOST: "homelab-e2e-failover-pg-2" } })).toEqual([
-      "create",
-      "--name", "homelab-e2e-failover-pg-1",
-      "--hostname", "homelab-e2e-failover-pg-1",
-      "--network", "homelab-e2e-failover-net",
-      "--ip", "172.30.0.10",
-      "--memory", "335544320",
-      "--memory-swap", "335544320",
-      "--cpus", "1",
-      "--restart", "unless-stopped",
-      "--stop-timeout", "60",
-      "--health-cmd", "/usr/local/bin/homelab-health",
-      "--health-interval", "1000ms",
-      "--health-timeout", "5000ms",
-      "--health-start-period", "120000ms",
-      "--health-retries", "5",
-      "--label", "dev.homelab-data.node=pg-1",
-      "--label", "dev.homelab-data.stack=e2e-failover",
-      "--env", "HOMELAB_ROLE=restore",
-      "--env", "HOMELAB_PRIMARY_HOST=homelab-e2e-failover-pg-2",
-      "--volume", "homelab-e2e-failover-pg-1-data:/var/lib/postgresql/data",
-      "--publish", "127.0.0.1:25532:5432/tcp",
-      "homelab/postgres:17",
-    ]);
-  });
-
-  it("keeps a dynamic address dynamic, quotes an exec-form health check, and refuses what it cannot re-create", () => {
-    const dynamic: ContainerInspect = {
-      ...INSPECT,
-      Config: { ...INSPECT.Config, Healthcheck: { Test: ["CMD", "pg_isready", "-d", "my db"] } },
-      NetworkSettings: { Networks: { net: { IPAMConfig: null, IPAddress: "172.30.0.99" } } },
-    };
-    const args = dockerCreateArgsFromInspect(dynamic, { image: "i", env: {} });
-    expect(args).not.toContain("--ip");
-    expect(args[args.indexOf("--health-cmd") + 1]).toBe("pg_isready -d 'my db'");
-    expect(() => dockerCreateArgsFromInspect({ ...INSPECT, NetworkSettings: { Networks: { a: {}, b: {} } } }, { image: "i", env: {} })).toThrow(/2 networks/);
-    expect(() => dockerCreateArgsFromInspect({ ...INSPECT, Mounts: [{ Type: "tmpfs", Destination: "/run" }] }, { image: "i", env: {} })).toThrow(/tmpfs at \/run cannot be re-created/);
   });
 });

@@ -2,7 +2,7 @@
 // Needs a Docker engine (like the e2e layer, it fails loudly without one rather than skipping).
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker } from "../../components/platform/docker-cli.ts";
+import { docker } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
 import { DockerNodeControl, UnsupportedPlatformError, controlFor, readSecret, type ControlledNode } from "../../drills/lib/nodes.ts";
 
@@ -103,9 +103,9 @@ describe("controlFor", () => {
   });
   it("refuses libvirt and ssh handles clearly", () => {
     expect(() => controlFor(base([{ name: "pg-1", handle: { kind: "libvirt", domain: "pg-1", uri: "qemu:///system", ssh: "root@10.0.0.2" } }], "libvirt"))).toThrow(
-      new UnsupportedPlatformError("platform libvirt not supported by drills yet (node pg-1 has a libvirt handle); drills drive docker nodes only"),
+      new UnsupportedPlatformError("libvirt nodes are not supported by drills yet (node pg-1 of the libvirt platform has a libvirt handle); drills drive docker nodes only"),
     );
-    expect(() => controlFor(base([{ name: "pg-1", handle: { kind: "docker", container: "a" } }, { name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(/platform ssh not supported by drills yet \(node nuc has a ssh handle\)/);
+    expect(() => controlFor(base([{ name: "pg-1", handle: { kind: "docker", container: "a" } }, { name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(/ssh nodes are not supported by drills yet \(node nuc of the docker platform has a ssh handle\)/);
   });
   it("refuses to drive a non-docker handle through docker", async () => {
     await expect(ctl.isRunning({ name: "vm", handle: { kind: "ssh", target: "root@nuc" }, dataVolumes: [] })).rejects.toThrow(/not a docker handle/);

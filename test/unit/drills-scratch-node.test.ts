@@ -1,67 +1,58 @@
+// Drill-made nodes come from the stack's own ContainerSpec through the one node applier: a copy keeps the
+// node's identity and takes another name, volume and node label; a rebuild is the spec itself.
 import { describe, expect, it } from "vitest";
-import { dockerCreateArgsFromInspect, type ContainerInspect } from "../../drills/lib/docker-replace.ts";
-import { LABEL_NODE, LABEL_RETAIN } from "../../components/platform/docker-cli.ts";
-import { copyInspect, copyVolumeLabels, LABEL_DRILL_SCRATCH } from "../../drills/lib/scratch-node.ts";
+import { validateConfig } from "../../components/config/index.ts";
+import { planHomelab, redactedSecrets } from "../../components/plan.ts";
+import { LABEL_NODE, LABEL_RETAIN, containerCreateArgs, containerSpecOf } from "../../components/platform/docker-node.ts";
+import { copySpec, LABEL_DRILL_SCRATCH, withEnv } from "../../drills/lib/scratch-node.ts";
 
-// Trimmed from `docker inspect homelab-e2e-restore-dev-pg-1` (e2e stack, slot 2).
-const primary: ContainerInspect = {
-  Name: "/homelab-e2e-restore-dev-pg-1",
-  Config: {
-    Hostname: "homelab-e2e-restore-dev-pg-1",
-    Labels: { "dev.homelab-data.node": "pg-1", "dev.homelab-data.project": "homelab-data", "dev.homelab-data.stack": "e2e-restore-dev" },
-    StopTimeout: 60,
-    Healthcheck: { Test: ["CMD-SHELL", "/usr/local/bin/homelab-health"], Interval: 1e9, Timeout: 5e9, StartPeriod: 120e9, Retries: 5 },
-  },
-  HostConfig: {
-    Memory: 335544320,
-    MemorySwap: 335544320,
-    NanoCpus: 1e9,
-    RestartPolicy: { Name: "unless-stopped", MaximumRetryCount: 0 },
-    PortBindings: { "5432/tcp": [{ HostIp: "127.0.0.1", HostPort: "25632" }] },
-  },
-  Mounts: [{ Type: "volume", Name: "homelab-e2e-restore-dev-pg-1-data", Destination: "/var/lib/postgresql/data", RW: true }],
-  NetworkSettings: { Networks: { "homelab-e2e-restore-dev-net": { IPAMConfig: { IPv4Address: "172.31.0.10" }, IPAddress: "172.31.0.10" } } },
-};
+const spec = validateConfig("e2e-restore-dev", { docker: { subnet: "172.31.0.0/24", basePort: 25632 } });
+const plan = planHomelab(spec, redactedSecrets());
+const primary = containerSpecOf(plan, plan.nodes.find((n) => n.name === "pg-1")!);
 
-describe("copyInspect: a disposable copy with the node's identity", () => {
-  const copy = copyInspect(primary, { name: "homelab-e2e-restore-dev-pg-1-restore-pitr", volumes: { "/var/lib/postgresql/data": "homelab-e2e-restore-dev-pg-1-restore-pitr-data" }, nodeLabel: "pg-1-restore-pitr" });
-  const args = dockerCreateArgsFromInspect(copy, { image: "homelab/postgres:17", env: { HOMELAB_ROLE: "restore", HOMELAB_STANZA: "main" } });
+describe("copySpec: a disposable copy with the node's identity", () => {
+  const copy = copySpec(primary, { name: "homelab-e2e-restore-dev-pg-1-restore-pitr", nodeLabel: "pg-1-restore-pitr", env: { HOMELAB_ROLE: "restore" } });
+  const args = containerCreateArgs(copy);
   const value = (flag: string) => args.filter((_, i) => args[i - 1] === flag);
 
   it("keeps hostname, network, limits and health check; takes another name, volume and node label", () => {
     expect(value("--name")).toEqual(["homelab-e2e-restore-dev-pg-1-restore-pitr"]);
     expect(value("--hostname")).toEqual(["homelab-e2e-restore-dev-pg-1"]);
     expect(value("--network")).toEqual(["homelab-e2e-restore-dev-net"]);
-    expect(value("--memory")).toEqual(["335544320"]);
+    expect(value("--memory")).toEqual([String(spec.postgres.node.memory)]);
     expect(value("--health-cmd")).toEqual(["/usr/local/bin/homelab-health"]);
     expect(value("--volume")).toEqual(["homelab-e2e-restore-dev-pg-1-restore-pitr-data:/var/lib/postgresql/data"]);
     expect(value("--label")).toContain(`${LABEL_NODE}=pg-1-restore-pitr`);
     expect(value("--label")).toContain(`${LABEL_DRILL_SCRATCH}=true`);
     expect(value("--label")).toContain("dev.homelab-data.stack=e2e-restore-dev");
-    expect(value("--env")).toEqual(["HOMELAB_ROLE=restore", "HOMELAB_STANZA=main"]);
+    expect(value("--env")).toContain("HOMELAB_ROLE=restore");
+    expect(value("--env")).toContain("HOMELAB_STANZA=main");
     expect(args[args.length - 1]).toBe("homelab/postgres:17");
   });
 
   it("leaves the static address and the host port to the engine, and never restarts", () => {
     expect(args).not.toContain("--ip");
-    expect(value("--publish")).toEqual(["127.0.0.1::5432/tcp"]);
-    expect(args).not.toContain("--restart");
+    expect(value("--publish")).toEqual(["127.0.0.1::5432"]);
+    expect(value("--restart")).toEqual(["no"]);
     // the original is untouched (a rebuild uses it as it was)
-    expect(dockerCreateArgsFromInspect(primary, { image: "homelab/postgres:17", env: {} })).toEqual(expect.arrayContaining(["--ip", "172.31.0.10", "--restart", "unless-stopped", "--publish", "127.0.0.1:25632:5432/tcp"]));
+    expect(containerCreateArgs(primary)).toEqual(expect.arrayContaining(["--ip", "172.31.0.10", "--restart", "unless-stopped", "--publish", "127.0.0.1:25632:5432"]));
   });
 
-  it("refuses a volume for a path the node does not mount", () => {
-    expect(() => copyInspect(primary, { name: "x", volumes: { "/elsewhere": "v" }, nodeLabel: "x" })).toThrow(/mounts nothing at \/elsewhere/);
+  it("a copy's volume keeps the stack labels, is never retained, and is marked scratch", () => {
+    expect(copy.volumes[0]!.labels).toEqual({
+      ...plan.labels,
+      [LABEL_RETAIN]: "false",
+      [LABEL_NODE]: "pg-1-restore-pitr",
+      [LABEL_DRILL_SCRATCH]: "true",
+    });
   });
 });
 
-describe("labels", () => {
-  it("a copy's volume keeps the stack labels, is never retained, and is marked scratch", () => {
-    expect(copyVolumeLabels({ "dev.homelab-data.stack": "s", [LABEL_RETAIN]: "true" }, "pg-1-restore-latest")).toEqual({
-      "dev.homelab-data.stack": "s",
-      [LABEL_RETAIN]: "false",
-      [LABEL_NODE]: "pg-1-restore-latest",
-      [LABEL_DRILL_SCRATCH]: "true",
-    });
+describe("withEnv", () => {
+  it("overrides entries and keeps the rest; the stack's spec is not changed", () => {
+    const restore = withEnv(primary, { HOMELAB_ROLE: "restore" });
+    expect(restore.env.HOMELAB_ROLE).toBe("restore");
+    expect(restore.env.HOMELAB_STANZA).toBe("main");
+    expect(primary.env.HOMELAB_ROLE).toBe("primary");
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { validateConfig } from "../../components/config/index.ts";
 import { PlanError, addressPlan, planHomelab, postUpSteps } from "../../components/plan.ts";
-import { containerCreateArgs, nodeFilesTar, networkCreateArgs } from "../../components/platform/docker-cli.ts";
+import { containerCreateArgs, containerSpecOf, filesTar, networkCreateArgs } from "../../components/platform/docker-node.ts";
 import { startOrder } from "../../components/platform/plan.ts";
 import { redactedSecrets } from "../../components/plan.ts";
 import tar from "tar-stream";
@@ -72,7 +72,7 @@ describe("planHomelab", () => {
 
 describe("docker CLI argv", () => {
   it("creates a node with resources, health, restart policy, static address and loopback-published port", () => {
-    const args = containerCreateArgs(plan, node("pg-1"));
+    const args = containerCreateArgs(containerSpecOf(plan, node("pg-1")));
     const joined = args.join(" ");
     expect(args[0]).toBe("create");
     expect(joined).toContain(`--memory ${512 * 1024 ** 2}`);
@@ -87,7 +87,7 @@ describe("docker CLI argv", () => {
   });
 
   it("packs node files into a tar with their modes", async () => {
-    const buf = await nodeFilesTar(node("pg-1"));
+    const buf = await filesTar(node("pg-1").files);
     const extract = tar.extract();
     const entries: Record<string, number> = {};
     const done = new Promise<void>((resolve) => extract.on("finish", () => resolve()));

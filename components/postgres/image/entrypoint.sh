@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# homelab/postgres entrypoint (PID 1). One image, the role comes from HOMELAB_ROLE:
+# homelab/postgres entrypoint (PID 1). One image, the role comes from HOMELAB_ROLE.
+# The rule for database nodes (ADR 0011): HOMELAB_ROLE=primary|primary-from-backup|replica says how an EMPTY
+# data directory is bootstrapped. On an existing cluster the data directory decides: standby.signal -> a
+# standby (primary_conninfo as written in it), none -> a primary. So roles a failover moved survive any later
+# re-creation of the container from the stack's plan (`pulumi up` after a config change).
 #   primary     initdb on an empty PGDATA, sync roles/databases from /etc/homelab/roles.json, run postgres
 #   primary-from-backup  like primary, but an empty PGDATA is filled by `pgbackrest restore` (latest backup
 #               + archived WAL to its end, then promotion) instead of initdb
@@ -266,11 +270,19 @@ run_database() {
   supervise "$PG_PID"
 }
 
+# An existing cluster with standby.signal stays a standby whatever HOMELAB_ROLE says (the rule above).
+run_existing_standby() {
+  log "existing cluster in $PGDATA has standby.signal: running as a standby ($(grep -ho "host=[^ ']*" "$PGDATA/postgresql.auto.conf" 2>/dev/null | tail -1 || echo 'primary_conninfo unset'))"
+  run_database no-sync
+}
+
 role_primary() {
   common_db_setup
   case "$(pgdata_state)" in
     empty) initdb_primary ;;
-    cluster) log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not initialising" ;;
+    cluster)
+      if [ -f "$PGDATA/standby.signal" ]; then run_existing_standby; return; fi
+      log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not initialising" ;;
     partial) die "$PGDATA has PG_VERSION but no global/pg_control: refusing to touch it (inspect by hand)" ;;
     foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to initialise over it (a mount point with lost+found? use a subdirectory)" ;;
   esac
@@ -373,7 +385,9 @@ role_primary_from_backup() {
   common_db_setup
   case "$(pgdata_state)" in
     empty) restore_from_repository ;;
-    cluster) log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not restoring" ;;
+    cluster)
+      if [ -f "$PGDATA/standby.signal" ]; then run_existing_standby; return; fi
+      log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not restoring" ;;
     partial) die "$PGDATA has PG_VERSION but no global/pg_control: refusing to touch it (inspect by hand)" ;;
     foreign) die "$PGDATA is not empty and holds no PostgreSQL cluster: refusing to restore over it" ;;
   esac
@@ -398,10 +412,10 @@ role_replica() {
     # a fresh clone must never start as a primary: standby.signal + primary_conninfo before anything else
     as_postgres homelab-configure-standby
   elif [ -f "$PGDATA/standby.signal" ]; then
-    # (re)write primary_conninfo/primary_slot_name from the env, so re-pointing a replica is an env change
-    if [ -n "${HOMELAB_PRIMARY_HOST:-}" ]; then
-      as_postgres homelab-configure-standby
-    fi
+    # the data directory decides (the rule above): primary_conninfo stays as written in it, since the
+    # env's HOMELAB_PRIMARY_HOST names the primary the stack was built with, which a failover may have moved.
+    # Re-point a standby with `homelab-configure-standby --host <primary>` (runbooks/postgres-failover.md).
+    log "existing standby: keeping primary_conninfo from $PGDATA"
   else
     warn "no standby.signal in $PGDATA: this node was promoted; starting it as a primary"
   fi

@@ -1,16 +1,18 @@
-// The `docker` platform: NodePlans as @pulumi/docker resources on the local engine or a remote one
-// (`docker.host: ssh://user@nuc`). The default platform. Node files travel as container uploads whose
+// The `docker-api` platform: NodePlans as @pulumi/docker resources on the local engine or a remote one
+// (`docker.host: ssh://user@nuc`). An explicit choice (`platform: docker-api`), verified here with Pulumi
+// mocks only: its provider plugin cannot be installed offline (ADR 0010). The container's settings come from
+// the same ContainerSpec the default platform's node applier uses (docker-node.ts). Node files travel as container uploads whose
 // contents come from the secret plan, so passwords and keys stay Pulumi secrets in state and in the diff.
 import path from "node:path";
 import * as docker from "@pulumi/docker";
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "../config/index.ts";
-import { LABEL_NODE, LABEL_RETAIN } from "./docker-cli.ts";
+import { containerSpecOf, healthTimeoutSeconds } from "./docker-node.ts";
 import { PROJECT_ROOT, dockerExecCommand, imageShortName } from "./docker-cmd.ts";
-import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./index.ts";
-import { healthTimeoutSeconds, memoryMiB, octalMode, volumeResourceOptions, volumeSuffix } from "./index.ts";
-import type { HomelabPlan, NodeFile, NodePlan } from "./plan.ts";
+import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./platform.ts";
+import { memoryMiB, octalMode, volumeResourceOptions, volumeSuffix } from "./platform.ts";
+import type { HomelabPlan, NodeFile, NodeHandle, NodePlan } from "./plan.ts";
 
 const labelList = (labels: Record<string, string>) => Object.entries(labels).map(([label, value]) => ({ label, value }));
 
@@ -19,12 +21,13 @@ export function uploadsOf(files: NodeFile[]): docker.types.input.ContainerUpload
   return files.map((f) => ({ file: f.path, content: f.content, permissions: octalMode(f.mode) }));
 }
 
-export class DockerPlatform implements Platform {
-  readonly kind = "docker" as const;
+export class DockerApiPlatform implements Platform {
+  readonly kind = "docker-api" as const;
   /** Explicit provider only for a remote engine; the local engine uses the default provider. */
   readonly provider?: docker.Provider;
   private network?: docker.Network;
   private readonly images = new Map<string, docker.Image>();
+  private readonly made: Record<string, pulumi.Output<NodeHandle>> = {};
 
   constructor(
     private readonly spec: HomelabSpec,
@@ -78,30 +81,31 @@ export class DockerPlatform implements Platform {
     const network = this.network;
     const image = this.images.get(node.image.name);
     if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
-    const volumes = node.volumes.map(
+    const spec = containerSpecOf(plan, node);
+    const volumes = spec.volumes.map(
       (v, i) =>
         new docker.Volume(
           `${opts.name}-${volumeSuffix(node, v.name, i)}`,
-          { name: v.name, labels: labelList({ ...plan.labels, [LABEL_RETAIN]: String(v.retainOnDestroy) }) },
-          this.options(opts.parent, volumeResourceOptions(v)),
+          { name: v.name, labels: labelList(v.labels) },
+          this.options(opts.parent, volumeResourceOptions(node.volumes[i]!)),
         ),
     );
-    const h = node.healthcheck;
+    const h = spec.healthcheck;
     const container = new docker.Container(
       opts.name,
       {
-        name: node.hostname,
-        hostname: node.hostname,
+        name: spec.name,
+        hostname: spec.hostname,
         // The digest, not the tag: a rebuilt image replaces the container.
         image: image.repoDigest,
-        envs: Object.entries(node.env).map(([k, v]) => `${k}=${v}`),
-        networksAdvanced: [{ name: network.name, ipv4Address: node.ipv4Address }],
-        memory: memoryMiB(node.memoryBytes),
+        envs: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        networksAdvanced: [{ name: network.name, ipv4Address: spec.ipv4Address }],
+        memory: memoryMiB(spec.memoryBytes),
         // Equal to memory: no swap, so the tuner's memory budget is the real one.
-        memorySwap: memoryMiB(node.memoryBytes),
-        cpus: String(node.cpus),
-        ports: node.ports.map((p) => ({ internal: p.containerPort, external: p.hostPort, ip: plan.publishAddress, protocol: "tcp" })),
-        volumes: node.volumes.map((v, i) => ({ volumeName: (volumes[i] as docker.Volume).name, containerPath: v.mountPath })),
+        memorySwap: memoryMiB(spec.memoryBytes),
+        cpus: String(spec.cpus),
+        ports: spec.publish.map((p) => ({ internal: p.containerPort, external: p.hostPort, ip: p.host, protocol: "tcp" })),
+        volumes: spec.volumes.map((v, i) => ({ volumeName: (volumes[i] as docker.Volume).name, containerPath: v.mountPath })),
         healthcheck: {
           tests: h.test,
           interval: `${h.intervalSeconds}s`,
@@ -109,18 +113,24 @@ export class DockerPlatform implements Platform {
           retries: h.retries,
           startPeriod: `${h.startPeriodSeconds}s`,
         },
-        restart: "unless-stopped",
-        stopTimeout: node.stopTimeoutSeconds,
+        restart: spec.restart,
+        stopTimeout: spec.stopTimeoutSeconds,
         // Give PostgreSQL its clean shutdown on destroy/replace too, not only on `docker stop`.
-        destroyGraceSeconds: node.stopTimeoutSeconds,
-        labels: labelList({ ...plan.labels, [LABEL_NODE]: node.name }),
+        destroyGraceSeconds: spec.stopTimeoutSeconds,
+        labels: labelList(spec.labels),
         wait: true,
         waitTimeout: healthTimeoutSeconds(h),
         uploads: pulumi.secret(files.apply(uploadsOf)),
       },
       this.options(opts.parent, { dependsOn: [...volumes, ...opts.dependsOn], deleteBeforeReplace: true }),
     );
+    const dockerHost = this.spec.docker.host;
+    this.made[node.name] = container.name.apply((c): NodeHandle => ({ kind: "docker", container: c, ...(dockerHost ? { dockerHost } : {}) }));
     return { ready: container, resources: [...volumes, container], handle: container.name };
+  }
+
+  handles(): Record<string, pulumi.Output<NodeHandle>> {
+    return { ...this.made };
   }
 
   runOnNode(name: string, node: NodePlan, cmd: NodeCommand, opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[] }): command.local.Command {
