@@ -1,4 +1,4 @@
-// `homelab`: the operator's CLI (tune, validate, render, init; up/down and drills are added beside).
+// `homelab`: the operator's CLI (up, down, status; tune, validate, render, init, secret; drill, report).
 // User mistakes exit 2 with one line per problem and no stack trace; bugs still show their trace.
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ConfigError } from "../components/config/index.ts";
@@ -10,6 +10,8 @@ import { TopologyError } from "../drills/lib/topology.ts";
 import { UnsupportedPlatformError } from "../drills/lib/nodes.ts";
 import { UsageError } from "./errors.ts";
 import { registerDrillCommands } from "./drill-commands.ts";
+import { registerLifecycleCommands } from "./lifecycle-commands.ts";
+import { PulumiFailed } from "./setup.ts";
 import { registerStackCommands } from "./stack-commands.ts";
 import { registerTuneCommand } from "./tune-command.ts";
 
@@ -18,6 +20,7 @@ export function buildProgram(): Command {
     .description("Build a homelab data tier (PostgreSQL 17 + pgBackRest, Redis 7, DuckDB) and prove it survives loss.")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  registerLifecycleCommands(program);
   registerTuneCommand(program);
   registerStackCommands(program);
   registerDrillCommands(program);
@@ -43,6 +46,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // commander already printed its one-line message (unknown option, missing argument, --help).
       return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof PulumiFailed) {
+      // pulumi printed its own diagnostics above; one line says which step stopped.
+      console.error(`homelab: ${err.message}`);
+      return 1;
     }
     const problems = userProblems(err);
     if (problems) {

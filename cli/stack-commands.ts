@@ -6,7 +6,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { PROJECT, SECRET_KEYS, loadStackSpec, readStackFile, secretKeysPresent, validateConfig, type HomelabSpec, type SecretKey } from "../components/config/index.ts";
 import { planHomelab, redactedSecrets } from "../components/plan.ts";
-import { generateTlsBundle } from "../components/pgbackrest/tls.ts";
+import { generateTlsBundle, type TlsBundle } from "../components/pgbackrest/tls.ts";
 import { topologyOf } from "../components/topology.ts";
 import { UsageError } from "./errors.ts";
 
@@ -48,20 +48,49 @@ export function registerStackCommands(program: Command): void {
 
   stackOption(program.command("init").description("Generate strong passwords and TLS certificates and store them as Pulumi secrets"))
     .option("--rotate", "replace existing secrets too (re-run pulumi up afterwards)", false)
-    .action((flags: StackFlags & { rotate: boolean }) => {
-      const stacksDir = path.resolve(flags.stacksDir ?? "stacks");
-      const file = readStackFile(flags.stack, stacksDir);
-      const spec = validateConfig(flags.stack, file.config, file.file);
-      const present = new Set(flags.rotate ? [] : secretKeysPresent(file));
-      const missing = (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => !present.has(k));
-      if (missing.length === 0) {
-        console.log(`stack ${spec.stack}: every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); use --rotate to replace them`);
-        return;
-      }
-      const values = generateSecrets(spec, missing);
-      for (const key of missing) pulumiConfigSetSecret(flags.stack, key, values[key] as string);
-      console.log(`stack ${spec.stack}: stored ${missing.length} secret(s) as Pulumi secrets: ${missing.join(", ")}`);
+    .action(async (flags: StackFlags & { rotate: boolean }) => {
+      console.log(`stack ${flags.stack}: ${await ensureSecrets(flags.stack, path.resolve(flags.stacksDir ?? "stacks"), { rotate: flags.rotate })}`);
     });
+
+  stackOption(program.command("secret").description("Print one secret of the stack (decrypted), e.g. for redis-cli --askpass"))
+    .argument("<key>", Object.keys(SECRET_KEYS).filter((k) => k !== "tls").join(" | "))
+    .action(async (key: string, flags: StackFlags) => {
+      const keys = Object.keys(SECRET_KEYS).filter((k) => k !== "tls");
+      if (!keys.includes(key)) throw new UsageError([`secret: got ${JSON.stringify(key)}; expected one of ${keys.join(", ")}`]);
+      const { ensureBackend, ensurePassphrase, ensureToolchain, pulumi } = await import("./setup.ts");
+      await ensureToolchain();
+      await ensureBackend();
+      await ensurePassphrase();
+      process.stdout.write(await pulumi(["config", "get", `${PROJECT}:${key}`, "--stack", flags.stack]));
+    });
+}
+
+/**
+ * Every secret the stack needs, in Pulumi secret config: generated when missing (all of them with `rotate`),
+ * and a TLS certificate, from the stack's own CA, for every node the plan has and the bundle lacks (a node
+ * added to the stack file later). Returns what it did, in one line.
+ */
+export async function ensureSecrets(stack: string, stacksDir: string, opts: { rotate?: boolean } = {}): Promise<string> {
+  const file = readStackFile(stack, stacksDir);
+  const spec = validateConfig(stack, file.config, file.file);
+  const present = new Set(opts.rotate ? [] : secretKeysPresent(file));
+  const missing = (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => !present.has(k));
+  const done: string[] = [];
+  if (missing.length > 0) {
+    const values = generateSecrets(spec, missing);
+    for (const key of missing) pulumiConfigSetSecret(stack, key, values[key] as string);
+    done.push(`stored ${missing.length} secret(s) as Pulumi secrets: ${missing.join(", ")}`);
+  }
+  if (present.has("tls")) {
+    const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
+    const bundle = JSON.parse(pulumiConfigGet(stack, "tls")) as TlsBundle;
+    const lacking = hostnames.filter((h) => !bundle.nodes[h]);
+    if (lacking.length > 0) {
+      pulumiConfigSetSecret(stack, "tls", JSON.stringify(generateTlsBundle(hostnames, bundle)));
+      done.push(`issued TLS certificates from the stack's CA for ${lacking.join(", ")}`);
+    }
+  }
+  return done.length > 0 ? done.join("; ") : `every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); \`homelab init --rotate\` replaces them`;
 }
 
 /** 32 random bytes per password (base64url: no quoting trouble in conninfo, ACL or pgpass files). */
@@ -78,6 +107,12 @@ export function generateSecrets(spec: HomelabSpec, keys: SecretKey[]): Partial<R
     } else out[key] = generatePassword();
   }
   return out;
+}
+
+function pulumiConfigGet(stack: string, key: SecretKey): string {
+  const r = spawnSync("pulumi", ["config", "get", "--stack", stack, `${PROJECT}:${key}`], { encoding: "utf8" });
+  if (r.status !== 0) throw new UsageError([`pulumi config get ${PROJECT}:${key} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`]);
+  return r.stdout;
 }
 
 function pulumiConfigSetSecret(stack: string, key: SecretKey, value: string): void {

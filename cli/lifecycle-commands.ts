@@ -1,0 +1,167 @@
+// `homelab up | down | status`: the one way in. `up` does every set-up step itself (cli/setup.ts), each
+// with a progress line and its time, then `pulumi up`, then prints how to connect; re-running it is safe
+// and quick. `down` removes the tier (the backup repository stays unless --purge-backups); `status` shows
+// nodes, roles, the newest backup and the last drill verdicts.
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Command } from "commander";
+import { PROJECT, loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
+import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
+import type { Topology } from "../components/topology.ts";
+import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
+import { controlFor } from "../drills/lib/nodes.ts";
+import { loadHistory, type HistoryEntry } from "../drills/lib/report.ts";
+import { loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
+import { UsageError } from "./errors.ts";
+import { dataDir, ensureBackend, ensureEngine, ensureImages, ensurePassphrase, ensureStack, ensureToolchain, pulumi, step } from "./setup.ts";
+import { ensureSecrets } from "./stack-commands.ts";
+
+interface LifecycleFlags {
+  stack: string;
+  stacksDir: string;
+  yes?: boolean;
+  purgeBackups?: boolean;
+  reports?: string;
+}
+
+const stackOption = (cmd: Command) => cmd.option("--stack <name>", "stack name (stacks/Pulumi.<name>.yaml)", "local").option("--stacks-dir <dir>", "folder of the stack files", "stacks");
+
+/** The stack file, validated before anything is touched (a bad key creates nothing). */
+function specOf(flags: LifecycleFlags): HomelabSpec {
+  return loadStackSpec(flags.stack, path.resolve(flags.stacksDir));
+}
+
+/** Toolchain, backend, passphrase and stack: what every pulumi call needs. */
+async function pulumiReady(stack: string): Promise<void> {
+  await step("pulumi toolchain", ensureToolchain, (v) => v);
+  await step("state backend", ensureBackend, (v) => v);
+  await step("secrets passphrase", ensurePassphrase, (v) => v);
+  await step("stack", () => ensureStack(stack), (v) => v);
+}
+
+/** The platform the stack was last deployed with (its topology output), or undefined when never deployed. */
+async function deployedPlatform(stack: string): Promise<string | undefined> {
+  const out = await pulumi(["stack", "output", "topology", "--json", "--stack", stack]).catch(() => "");
+  try {
+    return (JSON.parse(out || "null") as { platform?: string } | null)?.platform;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Client files for the person at the console: a libpq password file (0600) per stack, under the data dir. */
+async function writeClientFiles(spec: HomelabSpec, topology: Topology): Promise<{ pgpass: string }> {
+  const dir = path.join(dataDir(), "stacks", spec.stack);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const password = (await pulumi(["config", "get", `${PROJECT}:postgresAppPassword`, "--stack", spec.stack])).replace(/\n$/, "");
+  const lines = topology.nodes
+    .filter((n) => (n.role === "postgres-primary" || n.role === "postgres-replica") && n.published)
+    // libpq's pgpass format: host:port:database:user:password, with ':' and '\' escaped.
+    .map((n) => [n.published!.host, String(n.published!.port), topology.postgres.database, topology.postgres.appUser, password].map((f) => f.replace(/[\\:]/g, "\\$&")).join(":"));
+  const pgpass = path.join(dir, "pgpass");
+  writeFileSync(pgpass, `${lines.join("\n")}\n`, { mode: 0o600 });
+  return { pgpass };
+}
+
+/** How to reach each service from this machine (no secret printed: passwords stay in files). */
+export function connectLines(topology: Topology, pgpass: string): string[] {
+  const out: string[] = [];
+  for (const n of topology.nodes) {
+    if (!n.published) continue;
+    const { host, port } = n.published;
+    if (n.role === "postgres-primary") out.push(`  PostgreSQL primary  PGPASSFILE=${pgpass} psql -h ${host} -p ${port} -U ${topology.postgres.appUser} ${topology.postgres.database}`);
+    if (n.role === "postgres-replica") out.push(`  PostgreSQL replica  PGPASSFILE=${pgpass} psql -h ${host} -p ${port} -U ${topology.postgres.appUser} ${topology.postgres.database}   (read-only)`);
+    if (n.role === "redis" && topology.redis) out.push(`  Redis               redis-cli -h ${host} -p ${port} --user ${topology.redis.appUser} --askpass   (password: npx homelab secret redisAppPassword --stack ${topology.stack})`);
+    if (n.role === "duckdb") out.push(`  DuckDB host         curl http://${host}:${port}/healthz`);
+  }
+  return out;
+}
+
+export function registerLifecycleCommands(program: Command): void {
+  stackOption(program.command("up").description("Set up everything a machine needs (engine, images, toolchain, state, stack, secrets), then build or update the tier"))
+    .option("--yes", "install and start the Docker engine without asking (Debian, as root)", false)
+    .action(async (flags: LifecycleFlags) => {
+      const t0 = Date.now();
+      const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (platform ${s.platform})`);
+      await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
+      await step("images", ensureImages, (v) => v);
+      await pulumiReady(spec.stack);
+      const previous = await deployedPlatform(spec.stack);
+      if (previous && previous !== spec.platform) {
+        throw new UsageError([
+          `${PROJECT}:platform: stack ${spec.stack} was built with platform ${previous} and the stack file now says ${spec.platform}; switching would replace every node. Set it back to ${previous}, or run \`npx homelab down --stack ${spec.stack}\` first (the backup repository stays) and then \`up\` again`,
+        ]);
+      }
+      await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v);
+      await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress"], { stream: true }), () => "done");
+      const topology = await loadTopology({ stack: spec.stack });
+      const { pgpass } = await writeClientFiles(spec, topology);
+      console.log(`homelab: stack ${spec.stack} is up (${topology.nodes.length} nodes) in ${((Date.now() - t0) / 1000).toFixed(1)}s. Connect:`);
+      for (const line of connectLines(topology, pgpass)) console.log(line);
+      console.log(`  drills: npx homelab drill all --stack ${spec.stack}   status: npx homelab status --stack ${spec.stack}   down: npx homelab down --stack ${spec.stack}`);
+    });
+
+  stackOption(program.command("down").description("Remove the tier; the backup repository's volume stays unless --purge-backups"))
+    .option("--purge-backups", "also delete the backup repository (every backup and archived WAL of the stack)", false)
+    .action(async (flags: LifecycleFlags) => {
+      const spec = specOf(flags);
+      await pulumiReady(spec.stack);
+      await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress"], { stream: true }), () => "done");
+      // The engine may still hold what an interrupted run or a drill made under the stack's label.
+      await step(
+        flags.purgeBackups ? "leftovers and the backup repository" : "leftovers",
+        async () => {
+          await removeByLabel(`${LABEL_STACK}=${spec.stack}`, { purgeRetained: Boolean(flags.purgeBackups), dockerHost: spec.docker.host });
+          return flags.purgeBackups ? "removed, backups too" : "removed; the backup repository volume is kept (next `up` restores from it)";
+        },
+        (v) => v,
+      );
+    });
+
+  stackOption(program.command("status").description("Nodes, roles, the newest backup and the last drill verdicts of a stack"))
+    .option("--reports <dir>", "reports folder of the drills", "reports")
+    .action(async (flags: LifecycleFlags) => {
+      const spec = specOf(flags);
+      await ensureToolchain();
+      await ensureBackend();
+      await ensurePassphrase();
+      const topology = await loadTopology({ stack: spec.stack }).catch(() => {
+        throw new UsageError([`stack ${spec.stack} has no topology output: it is not up; run \`npx homelab up --stack ${spec.stack}\``]);
+      });
+      for (const line of await statusLines(topology, flags.reports ?? "reports")) console.log(line);
+    });
+}
+
+/** The status report: one line per node, then the newest backup and each drill's last verdict. */
+export async function statusLines(topology: Topology, reportsDir: string): Promise<string[]> {
+  const ctl = controlFor(topology);
+  const roles = new Map((await pgNodeStates(topology, ctl, { timeoutMs: 5000 })).map((s) => [s.node.name, s.state]));
+  const lines = [`stack ${topology.stack} (platform ${topology.platform})`];
+  for (const n of topology.nodes) {
+    const state = n.handle.kind === "docker" ? await containerHealth(n.handle.container, dockerEnv(n.handle.dockerHost)) : "?";
+    const role = roles.get(n.name) ?? n.role;
+    lines.push(`  ${n.name.padEnd(14)} ${role.padEnd(18)} ${state.padEnd(18)} ${n.published ? `${n.published.host}:${n.published.port}` : ""}`);
+  }
+  try {
+    const repo = nodeByName(topology, topology.pgbackrest.repositoryNode);
+    const info = await pgbackrestInfoOnNode(ctl, repo, topology.pgbackrest.stanza, { timeoutMs: 30_000 });
+    const b = info.newestBackup;
+    lines.push(b ? `newest backup: ${b.label} (${b.type}), ${formatAge(Date.now() - b.stopMs)} old; ${info.backups.length} backup(s) in stanza ${info.stanza}` : `newest backup: none in stanza ${info.stanza} (${info.statusMessage})`);
+  } catch (e) {
+    lines.push(`newest backup: unknown (${(e as Error).message.split("\n")[0]})`);
+  }
+  const history = (await loadHistory(reportsDir)).filter((h) => h.stack === topology.stack);
+  const last = new Map<string, HistoryEntry>();
+  for (const h of history) last.set(h.drill, h);
+  lines.push(last.size === 0 ? `drills: none run yet (npx homelab drill all --stack ${topology.stack})` : "last drills:");
+  for (const h of last.values()) lines.push(`  ${h.drill.padEnd(16)} ${h.verdict.toUpperCase().padEnd(5)} ${h.finished_at}${h.rtoSeconds === null ? "" : `  RTO ${h.rtoSeconds.toFixed(2)}s`}${h.lostWrites === null ? "" : `  lost ${h.lostWrites}`}`);
+  return lines;
+}
+
+function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)}h`;
+  return `${(s / 86400).toFixed(1)}d`;
+}

@@ -1,0 +1,217 @@
+// Every set-up step between a fresh clone and a running tier, as ONE module: `homelab up` runs all of them,
+// the vitest global setup (test/global-setup.ts) runs the engine, images and toolchain steps, and .ci/run
+// only installs system packages and calls the README's test command. Each step prints one progress line
+// with its time; a user mistake (no engine and no way to start one) is a UsageError naming what to run.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline/promises";
+import { $ } from "zx";
+import { REPO_ROOT, pulumiEnv, toolchainStatus } from "../tools/pulumi-env.ts";
+import { UsageError } from "./errors.ts";
+
+/** Where homelab-data keeps what must outlive a shell: state backend, passphrase, logs, client files. */
+export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_DATA_HOME || path.join(env.HOME || homedir(), ".local", "share"), "homelab-data");
+}
+
+export interface StepLog {
+  (message: string): void;
+}
+
+const defaultLog: StepLog = (m) => console.error(m);
+
+/** Runs one set-up step and prints `homelab: <name>: <detail> (<seconds>s)`. */
+export async function step<T>(name: string, fn: () => Promise<T>, detail: (v: T) => string = () => "ok", log: StepLog = defaultLog): Promise<T> {
+  const t0 = Date.now();
+  const value = await fn();
+  log(`homelab: ${name}: ${detail(value)} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
+  return value;
+}
+
+const sh = (opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}) => $({ quiet: true, verbose: false, nothrow: true, cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, input: opts.input ?? "" });
+
+async function engineUp(env: NodeJS.ProcessEnv): Promise<boolean> {
+  return (await sh({ env })`docker info --format {{.ServerVersion}}`).exitCode === 0;
+}
+
+async function which(bin: string): Promise<boolean> {
+  return (await sh()`command -v ${bin}`).exitCode === 0;
+}
+
+const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0;
+const isDebian = () => existsSync("/etc/debian_version");
+
+/** What to run by hand when homelab cannot start an engine itself. */
+export function engineHint(): string {
+  if (!isDebian()) return "no Docker engine is reachable: install Docker for your system and start it, or set DOCKER_HOST, then run this again";
+  return "no Docker engine is reachable: run `sudo apt-get install -y docker.io && sudo sh -c 'dockerd >/var/log/dockerd.log 2>&1 &'` (or `sudo systemctl start docker` where systemd runs), or rerun as root with `npx homelab up --yes` to let homelab do it";
+}
+
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/** Starts dockerd in the background (no systemd on many homelab boxes and these build machines). */
+async function startDockerd(): Promise<string> {
+  const logFile = path.join(dataDir(), "dockerd.log");
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  if ((await sh()`command -v systemctl`).exitCode === 0 && (await sh()`systemctl is-system-running`).stdout.trim() !== "offline") {
+    const r = await sh()`systemctl start docker`;
+    if (r.exitCode === 0) return "started with systemctl";
+  }
+  const { spawn } = await import("node:child_process");
+  const out = openSync(logFile, "a");
+  const child = spawn("dockerd", [], { detached: true, stdio: ["ignore", out, out] });
+  child.unref();
+  return `started dockerd (log ${logFile})`;
+}
+
+export interface EngineOptions {
+  /** Install docker.io and start it without asking (Debian, as root). */
+  yes?: boolean;
+  /** Never install or start anything: only say what to run (the test setup). */
+  checkOnly?: boolean;
+}
+
+/**
+ * Finds the Docker engine, or starts it (dockerd present), or on Debian as root installs docker.io and starts
+ * it (asked first unless --yes). Anything else: a UsageError with exactly what to run.
+ */
+export async function ensureEngine(opts: EngineOptions = {}): Promise<string> {
+  if (await engineUp(process.env)) return (await sh()`docker info --format ${"engine {{.ServerVersion}}"}`).stdout.trim();
+  if (opts.checkOnly || process.env.DOCKER_HOST) throw new UsageError([engineHint()]);
+  let did = "";
+  if (!(await which("dockerd"))) {
+    if (!isRoot() || !isDebian()) throw new UsageError([engineHint()]);
+    if (!opts.yes && !(await confirm("No Docker engine here. Install Debian's docker.io with apt-get and start it?"))) throw new UsageError([engineHint()]);
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    const update = await sh({ env })`apt-get update -qq`;
+    const install = update.exitCode === 0 ? await sh({ env })`apt-get install -y -q docker.io` : update;
+    if (install.exitCode !== 0) throw new UsageError([`apt-get install -y docker.io failed (exit ${install.exitCode}): ${install.stderr.trim().split("\n").slice(-2).join(" | ")}`]);
+    did = "installed docker.io; ";
+  } else if (!isRoot()) {
+    throw new UsageError([engineHint()]);
+  }
+  did += await startDockerd();
+  for (let i = 0; i < 60; i++) {
+    if (await engineUp(process.env)) return `${did}; ${(await sh()`docker info --format ${"engine {{.ServerVersion}}"}`).stdout.trim()}`;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new UsageError([`the Docker engine did not come up within 60 s (${did}); see ${path.join(dataDir(), "dockerd.log")}`]);
+}
+
+/** The images (debootstrap base images + docker build; a fast no-op when current). */
+export async function ensureImages(): Promise<string> {
+  const r = await sh()`bash scripts/build-images.sh`;
+  if (r.exitCode !== 0) throw new Error(`scripts/build-images.sh failed (exit ${r.exitCode}):\n${r.stderr.trim().split("\n").slice(-15).join("\n")}`);
+  const built = r.stderr.split("\n").filter((l) => /^\s+homelab\/\S+\s+built/.test(l)).length;
+  return built > 0 ? `${built} built` : "current";
+}
+
+/**
+ * The pinned Pulumi toolchain: a `pulumi` of the pinned version already on PATH (with its plugins), else the
+ * offline build of tools/toolchain.sh (minutes cold, under a second cached). Puts it on this process's PATH
+ * with the offline settings (no plugin downloads, no update check).
+ */
+export async function ensureToolchain(): Promise<string> {
+  let status = toolchainStatus();
+  if (!status.ok) {
+    const r = await sh()`bash tools/toolchain.sh`;
+    if (r.exitCode !== 0) throw new Error(`tools/toolchain.sh failed (exit ${r.exitCode}):\n${r.stderr.trim().split("\n").slice(-15).join("\n")}`);
+    status = toolchainStatus();
+    if (!status.ok) throw new Error(status.message);
+  }
+  const env = pulumiEnv();
+  process.env.PATH = env.PATH;
+  process.env.PULUMI_SKIP_UPDATE_CHECK = env.PULUMI_SKIP_UPDATE_CHECK;
+  process.env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION = env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION;
+  process.env.PULUMI_IGNORE_AMBIENT_PLUGINS = env.PULUMI_IGNORE_AMBIENT_PLUGINS;
+  return `pulumi ${status.versions.pulumi}, command ${status.versions.command} (${status.found.pulumi})`;
+}
+
+/** A backend is configured: PULUMI_BACKEND_URL, or a `pulumi login` recorded in ~/.pulumi/credentials.json. */
+function configuredBackend(): string | undefined {
+  if (process.env.PULUMI_BACKEND_URL) return process.env.PULUMI_BACKEND_URL;
+  const file = path.join(process.env.PULUMI_HOME || path.join(process.env.HOME || homedir(), ".pulumi"), "credentials.json");
+  try {
+    const current = (JSON.parse(readFileSync(file, "utf8")) as { current?: string }).current;
+    return current || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The state backend: the one configured, else a local file backend under the data dir. */
+export async function ensureBackend(): Promise<string> {
+  const configured = configuredBackend();
+  if (configured) {
+    process.env.PULUMI_BACKEND_URL = configured;
+    return `${configured} (configured)`;
+  }
+  const dir = path.join(dataDir(), "state");
+  mkdirSync(dir, { recursive: true });
+  process.env.PULUMI_BACKEND_URL = `file://${dir}`;
+  return `file://${dir} (local file backend)`;
+}
+
+/**
+ * The passphrase of the stack's secrets: the user's (PULUMI_CONFIG_PASSPHRASE[_FILE]) when set, else one
+ * generated once into a 0600 file under the data dir and used through PULUMI_CONFIG_PASSPHRASE_FILE (never
+ * printed, never in argv). Says where, the time it is made.
+ */
+export async function ensurePassphrase(): Promise<string> {
+  if (process.env.PULUMI_CONFIG_PASSPHRASE !== undefined) return "PULUMI_CONFIG_PASSPHRASE (yours)";
+  if (process.env.PULUMI_CONFIG_PASSPHRASE_FILE) return `${process.env.PULUMI_CONFIG_PASSPHRASE_FILE} (yours)`;
+  const file = path.join(dataDir(), "passphrase");
+  let made = false;
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
+    made = true;
+  }
+  process.env.PULUMI_CONFIG_PASSPHRASE_FILE = file;
+  return made ? `generated ${file} (mode 0600; back it up: it decrypts the stack's secrets)` : `${file}`;
+}
+
+/** `pulumi <args>` in the project root with the current environment; throws with the last lines on failure. */
+export async function pulumi(args: string[], opts: { input?: string; stream?: boolean } = {}): Promise<string> {
+  if (opts.stream) {
+    const r = await $({ cwd: REPO_ROOT, nothrow: true, verbose: false, stdio: ["ignore", "inherit", "inherit"] })`pulumi ${args}`;
+    if (r.exitCode !== 0) throw new PulumiFailed(args, r.exitCode ?? -1, "");
+    return "";
+  }
+  const r = await sh({ input: opts.input })`pulumi ${args}`;
+  if (r.exitCode !== 0) throw new PulumiFailed(args, r.exitCode ?? -1, r.stderr || r.stdout);
+  return r.stdout;
+}
+
+/** A `pulumi` command failed: its output was shown (or is in the message); not a homelab bug. */
+export class PulumiFailed extends Error {
+  constructor(
+    readonly args: string[],
+    readonly exitCode: number,
+    output: string,
+  ) {
+    super(`\`pulumi ${args.slice(0, 2).join(" ")}\` failed (exit ${exitCode})${output.trim() ? `: ${output.trim().split("\n").slice(-4).join(" | ")}` : ""}`);
+    this.name = "PulumiFailed";
+  }
+}
+
+/** The stack, selected (created on first use, with the passphrase secrets provider). */
+export async function ensureStack(stack: string): Promise<string> {
+  const list = JSON.parse((await pulumi(["stack", "ls", "--json"])) || "[]") as { name: string }[];
+  if (list.some((s) => s.name === stack || s.name.endsWith(`/${stack}`))) {
+    await pulumi(["stack", "select", stack]);
+    return `${stack} (selected)`;
+  }
+  await pulumi(["stack", "init", stack, "--secrets-provider", "passphrase"]);
+  return `${stack} (created)`;
+}
