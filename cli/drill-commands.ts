@@ -9,6 +9,7 @@ import { controlFor } from "../drills/lib/nodes.ts";
 import { exitCodeFor, loadHistory, renderChartSvg, renderHistoryMarkdown, type DrillReport } from "../drills/lib/report.ts";
 import { psqlOnNode } from "../drills/lib/nodes.ts";
 import { UsageError } from "./errors.ts";
+import { preparePulumi } from "./setup.ts";
 
 export const DRILLS = ["redis", "backup-restore", "failover", "recreate"] as const;
 export type DrillName = (typeof DRILLS)[number];
@@ -67,6 +68,7 @@ export function registerDrillCommands(program: Command): void {
           throw new UsageError([`--variant: got ${JSON.stringify(flags.variant)}; drill ${n} accepts ${variants[n]?.join(", ") ?? "no variant"}`]);
         }
       }
+      if (flags.stack) await preparePulumi();
       let worst = 0;
       for (const drill of names as DrillName[]) {
         // Re-read the topology per drill: a drill may move roles (failover) or re-create nodes.

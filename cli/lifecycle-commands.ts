@@ -7,13 +7,14 @@ import path from "node:path";
 import type { Command } from "commander";
 import { PROJECT, loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
 import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
-import type { Topology } from "../components/topology.ts";
+import { planHomelab, redactedSecrets } from "../components/plan.ts";
+import { topologyOf, type Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
 import { loadHistory, type HistoryEntry } from "../drills/lib/report.ts";
 import { loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { UsageError } from "./errors.ts";
-import { dataDir, ensureBackend, ensureEngine, ensureImages, ensurePassphrase, ensureStack, ensureToolchain, pulumi, step } from "./setup.ts";
+import { dataDir, ensureBackend, ensureEngine, ensureImages, ensureSystemPackages, ensurePassphrase, ensureStack, ensureToolchain, preparePulumi, pulumi, step } from "./setup.ts";
 import { ensureSecrets } from "./stack-commands.ts";
 
 interface LifecycleFlags {
@@ -50,10 +51,9 @@ async function deployedPlatform(stack: string): Promise<string | undefined> {
 }
 
 /** Client files for the person at the console: a libpq password file (0600) per stack, under the data dir. */
-async function writeClientFiles(spec: HomelabSpec, topology: Topology): Promise<{ pgpass: string }> {
+function writeClientFiles(spec: HomelabSpec, topology: Topology, password: string): { pgpass: string } {
   const dir = path.join(dataDir(), "stacks", spec.stack);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const password = (await pulumi(["config", "get", `${PROJECT}:postgresAppPassword`, "--stack", spec.stack])).replace(/\n$/, "");
   const lines = topology.nodes
     .filter((n) => (n.role === "postgres-primary" || n.role === "postgres-replica") && n.published)
     // libpq's pgpass format: host:port:database:user:password, with ':' and '\' escaped.
@@ -83,8 +83,9 @@ export function registerLifecycleCommands(program: Command): void {
     .action(async (flags: LifecycleFlags) => {
       const t0 = Date.now();
       const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (platform ${s.platform})`);
+      await step("system packages", () => ensureSystemPackages({ yes: flags.yes }), (v) => v);
       await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
-      await step("images", ensureImages, (v) => v);
+      await step("images", () => ensureImages({ onlyMissing: true }), (v) => v);
       await pulumiReady(spec.stack);
       const previous = await deployedPlatform(spec.stack);
       if (previous && previous !== spec.platform) {
@@ -92,13 +93,28 @@ export function registerLifecycleCommands(program: Command): void {
           `${PROJECT}:platform: stack ${spec.stack} was built with platform ${previous} and the stack file now says ${spec.platform}; switching would replace every node. Set it back to ${previous}, or run \`npx homelab down --stack ${spec.stack}\` first (the backup repository stays) and then \`up\` again`,
         ]);
       }
-      await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v);
-      await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress"], { stream: true }), () => "done");
-      const topology = await loadTopology({ stack: spec.stack });
-      const { pgpass } = await writeClientFiles(spec, topology);
+      const { secrets } = await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v.detail);
+      await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
+      // The same facts the stack exported (topology = plan + handles; the docker platform names containers
+      // by the plan), computed here instead of asking pulumi once more.
+      const topology = topologyOf(spec, planHomelab(spec, redactedSecrets()));
+      const { pgpass } = writeClientFiles(spec, topology, secrets.postgresAppPassword ?? "");
       console.log(`homelab: stack ${spec.stack} is up (${topology.nodes.length} nodes) in ${((Date.now() - t0) / 1000).toFixed(1)}s. Connect:`);
       for (const line of connectLines(topology, pgpass)) console.log(line);
       console.log(`  drills: npx homelab drill all --stack ${spec.stack}   status: npx homelab status --stack ${spec.stack}   down: npx homelab down --stack ${spec.stack}`);
+    });
+
+  program
+    .command("prepare")
+    .description("What a machine needs before `up` or `npm test`: system packages, the Docker engine, images, the Pulumi toolchain")
+    .option("--yes", "install missing Debian packages and start the engine without asking (as root)", false)
+    .action(async (flags: { yes: boolean }) => {
+      const t0 = Date.now();
+      await step("system packages", () => ensureSystemPackages({ yes: flags.yes }), (v) => v);
+      await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
+      await step("images", () => ensureImages(), (v) => v);
+      await step("pulumi toolchain", ensureToolchain, (v) => v);
+      console.log(`homelab: machine ready in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     });
 
   stackOption(program.command("down").description("Remove the tier; the backup repository's volume stays unless --purge-backups"))
@@ -106,7 +122,7 @@ export function registerLifecycleCommands(program: Command): void {
     .action(async (flags: LifecycleFlags) => {
       const spec = specOf(flags);
       await pulumiReady(spec.stack);
-      await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress"], { stream: true }), () => "done");
+      await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
       // The engine may still hold what an interrupted run or a drill made under the stack's label.
       await step(
         flags.purgeBackups ? "leftovers and the backup repository" : "leftovers",
@@ -122,9 +138,7 @@ export function registerLifecycleCommands(program: Command): void {
     .option("--reports <dir>", "reports folder of the drills", "reports")
     .action(async (flags: LifecycleFlags) => {
       const spec = specOf(flags);
-      await ensureToolchain();
-      await ensureBackend();
-      await ensurePassphrase();
+      await preparePulumi();
       const topology = await loadTopology({ stack: spec.stack }).catch(() => {
         throw new UsageError([`stack ${spec.stack} has no topology output: it is not up; run \`npx homelab up --stack ${spec.stack}\``]);
       });

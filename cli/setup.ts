@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import { $ } from "zx";
+import { IMAGES } from "../components/plan.ts";
 import { REPO_ROOT, pulumiEnv, toolchainStatus } from "../tools/pulumi-env.ts";
 import { UsageError } from "./errors.ts";
 
@@ -81,35 +82,65 @@ export interface EngineOptions {
   checkOnly?: boolean;
 }
 
+/** Debian packages a machine needs for the tier, by the command that shows each is there. */
+export const SYSTEM_PACKAGES: { command: string; pkg: string; why: string }[] = [
+  { command: "dockerd", pkg: "docker.io", why: "the Docker engine" },
+  { command: "debootstrap", pkg: "debootstrap", why: "base images made from the Debian mirror (no registry pulls)" },
+  { command: "openssl", pkg: "openssl", why: "the stack's TLS certificates" },
+];
+
+async function aptInstall(pkgs: string[]): Promise<void> {
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const update = await sh({ env })`apt-get update -qq`;
+  const install = update.exitCode === 0 ? await sh({ env })`apt-get install -y -q ${pkgs}` : update;
+  if (install.exitCode !== 0) throw new UsageError([`apt-get install -y ${pkgs.join(" ")} failed (exit ${install.exitCode}): ${install.stderr.trim().split("\n").slice(-2).join(" | ")}`]);
+}
+
 /**
- * Finds the Docker engine, or starts it (dockerd present), or on Debian as root installs docker.io and starts
- * it (asked first unless --yes). Anything else: a UsageError with exactly what to run.
+ * The system packages (docker.io, debootstrap, openssl): on Debian as root, missing ones are installed with
+ * apt-get (asked first unless --yes); anywhere else a UsageError names the packages to install.
+ */
+export async function ensureSystemPackages(opts: EngineOptions = {}): Promise<string> {
+  const missing: typeof SYSTEM_PACKAGES = [];
+  for (const p of SYSTEM_PACKAGES) {
+    // A remote or already running engine needs only the client here.
+    if (p.command === "dockerd" && (process.env.DOCKER_HOST || (await engineUp(process.env)))) continue;
+    if (!(await which(p.command))) missing.push(p);
+  }
+  if (missing.length === 0) return "present";
+  const names = missing.map((p) => p.pkg);
+  const what = missing.map((p) => `${p.pkg} (${p.why})`).join(", ");
+  const hint = `missing ${what}: run \`sudo apt-get install -y ${names.join(" ")}\`, or rerun as root with --yes to let homelab do it`;
+  if (opts.checkOnly || !isRoot() || !isDebian()) throw new UsageError([hint]);
+  if (!opts.yes && !(await confirm(`Install ${names.join(" ")} with apt-get?`))) throw new UsageError([hint]);
+  await aptInstall(names);
+  return `installed ${names.join(" ")}`;
+}
+
+/**
+ * Finds the Docker engine, or starts it (dockerd present, as root). Anything else: a UsageError with exactly
+ * what to run. ensureSystemPackages comes first (it installs docker.io where homelab may).
  */
 export async function ensureEngine(opts: EngineOptions = {}): Promise<string> {
-  if (await engineUp(process.env)) return (await sh()`docker info --format ${"engine {{.ServerVersion}}"}`).stdout.trim();
-  if (opts.checkOnly || process.env.DOCKER_HOST) throw new UsageError([engineHint()]);
-  let did = "";
-  if (!(await which("dockerd"))) {
-    if (!isRoot() || !isDebian()) throw new UsageError([engineHint()]);
-    if (!opts.yes && !(await confirm("No Docker engine here. Install Debian's docker.io with apt-get and start it?"))) throw new UsageError([engineHint()]);
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    const update = await sh({ env })`apt-get update -qq`;
-    const install = update.exitCode === 0 ? await sh({ env })`apt-get install -y -q docker.io` : update;
-    if (install.exitCode !== 0) throw new UsageError([`apt-get install -y docker.io failed (exit ${install.exitCode}): ${install.stderr.trim().split("\n").slice(-2).join(" | ")}`]);
-    did = "installed docker.io; ";
-  } else if (!isRoot()) {
-    throw new UsageError([engineHint()]);
-  }
-  did += await startDockerd();
+  const version = async () => (await sh()`docker info --format ${"engine {{.ServerVersion}}"}`).stdout.trim();
+  if (await engineUp(process.env)) return version();
+  if (opts.checkOnly || process.env.DOCKER_HOST || !isRoot() || !(await which("dockerd"))) throw new UsageError([engineHint()]);
+  const did = await startDockerd();
   for (let i = 0; i < 60; i++) {
-    if (await engineUp(process.env)) return `${did}; ${(await sh()`docker info --format ${"engine {{.ServerVersion}}"}`).stdout.trim()}`;
+    if (await engineUp(process.env)) return `${did}; ${await version()}`;
     await new Promise((r) => setTimeout(r, 1000));
   }
   throw new UsageError([`the Docker engine did not come up within 60 s (${did}); see ${path.join(dataDir(), "dockerd.log")}`]);
 }
 
-/** The images (debootstrap base images + docker build; a fast no-op when current). */
-export async function ensureImages(): Promise<string> {
+const IMAGE_NAMES = Object.values(IMAGES).map((i) => i.name);
+
+/**
+ * The images (debootstrap base images + docker build; a no-op of about 2 s when current). With onlyMissing,
+ * images that exist are left to `pulumi up`, whose image resources rebuild one when its build context changed.
+ */
+export async function ensureImages(opts: { onlyMissing?: boolean } = {}): Promise<string> {
+  if (opts.onlyMissing && (await sh()`docker image inspect ${IMAGE_NAMES}`).exitCode === 0) return "present (pulumi up rebuilds one whose build context changed)";
   const r = await sh()`bash scripts/build-images.sh`;
   if (r.exitCode !== 0) throw new Error(`scripts/build-images.sh failed (exit ${r.exitCode}):\n${r.stderr.trim().split("\n").slice(-15).join("\n")}`);
   const built = r.stderr.split("\n").filter((l) => /^\s+homelab\/\S+\s+built/.test(l)).length;
@@ -214,4 +245,14 @@ export async function ensureStack(stack: string): Promise<string> {
   }
   await pulumi(["stack", "init", stack, "--secrets-provider", "passphrase"]);
   return `${stack} (created)`;
+}
+
+/**
+ * What any command that reads a stack through pulumi needs in this process (drills, status, secret): the
+ * toolchain on PATH, the backend and the passphrase, as `homelab up` set them. Prints nothing.
+ */
+export async function preparePulumi(): Promise<void> {
+  await ensureToolchain();
+  await ensureBackend();
+  await ensurePassphrase();
 }

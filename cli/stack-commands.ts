@@ -49,7 +49,7 @@ export function registerStackCommands(program: Command): void {
   stackOption(program.command("init").description("Generate strong passwords and TLS certificates and store them as Pulumi secrets"))
     .option("--rotate", "replace existing secrets too (re-run pulumi up afterwards)", false)
     .action(async (flags: StackFlags & { rotate: boolean }) => {
-      console.log(`stack ${flags.stack}: ${await ensureSecrets(flags.stack, path.resolve(flags.stacksDir ?? "stacks"), { rotate: flags.rotate })}`);
+      console.log(`stack ${flags.stack}: ${(await ensureSecrets(flags.stack, path.resolve(flags.stacksDir ?? "stacks"), { rotate: flags.rotate })).detail}`);
     });
 
   stackOption(program.command("secret").description("Print one secret of the stack (decrypted), e.g. for redis-cli --askpass"))
@@ -57,10 +57,8 @@ export function registerStackCommands(program: Command): void {
     .action(async (key: string, flags: StackFlags) => {
       const keys = Object.keys(SECRET_KEYS).filter((k) => k !== "tls");
       if (!keys.includes(key)) throw new UsageError([`secret: got ${JSON.stringify(key)}; expected one of ${keys.join(", ")}`]);
-      const { ensureBackend, ensurePassphrase, ensureToolchain, pulumi } = await import("./setup.ts");
-      await ensureToolchain();
-      await ensureBackend();
-      await ensurePassphrase();
+      const { preparePulumi, pulumi } = await import("./setup.ts");
+      await preparePulumi();
       process.stdout.write(await pulumi(["config", "get", `${PROJECT}:${key}`, "--stack", flags.stack]));
     });
 }
@@ -70,7 +68,7 @@ export function registerStackCommands(program: Command): void {
  * and a TLS certificate, from the stack's own CA, for every node the plan has and the bundle lacks (a node
  * added to the stack file later). Returns what it did, in one line.
  */
-export async function ensureSecrets(stack: string, stacksDir: string, opts: { rotate?: boolean } = {}): Promise<string> {
+export async function ensureSecrets(stack: string, stacksDir: string, opts: { rotate?: boolean } = {}): Promise<{ detail: string; secrets: Partial<Record<SecretKey, string>> }> {
   const file = readStackFile(stack, stacksDir);
   const spec = validateConfig(stack, file.config, file.file);
   const present = new Set(opts.rotate ? [] : secretKeysPresent(file));
@@ -81,16 +79,31 @@ export async function ensureSecrets(stack: string, stacksDir: string, opts: { ro
     for (const key of missing) pulumiConfigSetSecret(stack, key, values[key] as string);
     done.push(`stored ${missing.length} secret(s) as Pulumi secrets: ${missing.join(", ")}`);
   }
-  if (present.has("tls")) {
+  let secrets = readStackSecrets(stack);
+  if (present.has("tls") && secrets.tls) {
     const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
-    const bundle = JSON.parse(pulumiConfigGet(stack, "tls")) as TlsBundle;
+    const bundle = JSON.parse(secrets.tls) as TlsBundle;
     const lacking = hostnames.filter((h) => !bundle.nodes[h]);
     if (lacking.length > 0) {
       pulumiConfigSetSecret(stack, "tls", JSON.stringify(generateTlsBundle(hostnames, bundle)));
       done.push(`issued TLS certificates from the stack's CA for ${lacking.join(", ")}`);
+      secrets = readStackSecrets(stack);
     }
   }
-  return done.length > 0 ? done.join("; ") : `every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); \`homelab init --rotate\` replaces them`;
+  return { detail: done.length > 0 ? done.join("; ") : `every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); \`homelab init --rotate\` replaces them`, secrets };
+}
+
+/** The stack's secret config, decrypted in this process only (one `pulumi config` call; never printed). */
+export function readStackSecrets(stack: string): Partial<Record<SecretKey, string>> {
+  const r = spawnSync("pulumi", ["config", "--json", "--show-secrets", "--stack", stack], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new UsageError([`pulumi config --stack ${stack} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`]);
+  const all = JSON.parse(r.stdout || "{}") as Record<string, { value?: string; secret?: boolean }>;
+  const out: Partial<Record<SecretKey, string>> = {};
+  for (const key of Object.keys(SECRET_KEYS) as SecretKey[]) {
+    const v = all[`${PROJECT}:${key}`]?.value;
+    if (typeof v === "string") out[key] = v;
+  }
+  return out;
 }
 
 /** 32 random bytes per password (base64url: no quoting trouble in conninfo, ACL or pgpass files). */
@@ -107,12 +120,6 @@ export function generateSecrets(spec: HomelabSpec, keys: SecretKey[]): Partial<R
     } else out[key] = generatePassword();
   }
   return out;
-}
-
-function pulumiConfigGet(stack: string, key: SecretKey): string {
-  const r = spawnSync("pulumi", ["config", "get", "--stack", stack, `${PROJECT}:${key}`], { encoding: "utf8" });
-  if (r.status !== 0) throw new UsageError([`pulumi config get ${PROJECT}:${key} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`]);
-  return r.stdout;
 }
 
 function pulumiConfigSetSecret(stack: string, key: SecretKey, value: string): void {

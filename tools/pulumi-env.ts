@@ -54,9 +54,12 @@ export function toolchainBinDir(versions: PinnedVersions = pinnedVersions(), env
   return join(toolchainCacheRoot(env), `v${versions.pulumi}`, "bin");
 }
 
-/** Default file:// backend for stacks run by hand (tests pass a temp dir instead). */
+/**
+ * Default file:// backend for stacks run by hand (tests pass a temp dir instead): state is data, not cache,
+ * so it lives under the user's data dir (`homelab up` logs in here too, cli/setup.ts).
+ */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), ".cache"), "homelab-data", "state");
+  return join(env.XDG_DATA_HOME || join(env.HOME || homedir(), ".local", "share"), "homelab-data", "state");
 }
 
 interface BinarySpec {

@@ -295,7 +295,7 @@ toolchain_ensure() {
 toolchain_env() {
   local bin state
   bin="$(toolchain_bin_dir)"
-  state="${XDG_CACHE_HOME:-$HOME/.cache}/homelab-data/state"
+  state="${XDG_DATA_HOME:-$HOME/.local/share}/homelab-data/state"
   mkdir -p "$state"
   printf 'export PATH=%q:"$PATH"\n' "$bin"
   printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'

@@ -10,7 +10,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { SECRET_KEYS, validateConfig, type SecretKey } from "../../components/config/index.ts";
-import { LABEL_STACK, docker, removeByLabel } from "../../components/platform/docker-cli.ts";
+import { LABEL_STACK, docker, removeByLabel } from "../../components/platform/docker-node.ts";
 import { generateSecrets } from "../../cli/stack-commands.ts";
 import { REPO_ROOT, pulumiEnv, toolchainStatus } from "../../tools/pulumi-env.ts";
 import { ensureImages, leftovers } from "../e2e/harness.ts";
