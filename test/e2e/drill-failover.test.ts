@@ -6,7 +6,8 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker } from "../../components/platform/docker-node.ts";
+import { planHomelab } from "../../components/plan.ts";
+import { containerSpecOf, docker, filesTar, runApplyNode } from "../../components/platform/docker-node.ts";
 import type { Topology } from "../../components/topology.ts";
 import { runFailoverDrill } from "../../drills/failover.mts";
 import type { DrillReport } from "../../drills/lib/report.ts";
@@ -96,6 +97,22 @@ describe("failover drill on a real tier (sync replication)", () => {
     expect((await roles(tier.topology)).primary.name).toBe("pg-2");
     expect(await streaming(tier.topology)).toEqual(["pg_1"]);
     expect(await psqlOnNode(ctl, (await roles(tier.topology)).primary, "show synchronous_standby_names")).toBe("ANY 1 (pg_1, pg_2)");
+  }, 240_000);
+
+  it("after the failover, a config change applied the way `pulumi up` applies it keeps the roles the drill left (ADR 0011)", async () => {
+    // What `up` does after a stack-file change: the plan's containers, re-created by the one node applier
+    // with the new files. pg-1 was the primary the stack built (HOMELAB_ROLE=primary) and is a standby now;
+    // pg-2 the reverse. The data directories decide, not the env.
+    const { spec } = tier;
+    const changed = { ...spec, postgres: { ...spec.postgres, settings: { ...spec.postgres.settings, work_mem: "6MB" } } };
+    const plan = planHomelab(changed, tier.secrets);
+    expect(plan.nodes.find((n) => n.name === "pg-1")!.env.HOMELAB_ROLE).toBe("primary");
+    for (const node of plan.nodes.filter((n) => n.role.startsWith("postgres-"))) {
+      await runApplyNode(containerSpecOf(plan, node), await filesTar(node.files));
+    }
+    expect((await roles(tier.topology)).primary.name).toBe("pg-2");
+    await waitFor(async () => (await streaming(tier.topology)).includes("pg_1"), { timeoutMs: 60_000, label: "pg-1 streaming from pg-2 after the re-apply" });
+    for (const node of pgNodes(tier.topology)) expect(await psqlOnNode(ctl, node, "show work_mem"), node.name).toBe("6MB");
   }, 240_000);
 
   it("a second run fails back (roles are discovered at run time)", async () => {
