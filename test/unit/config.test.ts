@@ -80,6 +80,26 @@ describe("stack config schema", () => {
     const problems = problemsOf(() => validateConfig("a", { postgres: { allowedClientCidrs: ["10.0.0.0/33", "300.1.1.1/8", "fd00::/129", "nope"] } }));
     expect(problems).toHaveLength(4);
     expect(problems.every((p) => /^homelab-data:postgres\.allowedClientCidrs\.\d: got ".*"; .*expected a CIDR/.test(p))).toBe(true);
+    expect(problems[0]).toBe('homelab-data:postgres.allowedClientCidrs.0: got "10.0.0.0/33"; expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)');
+  });
+
+  it("checks CIDRs and the publish address with zod's own IPv4/IPv6 rules", () => {
+    const good = ["192.168.1.0/24", "2001:db8::/32", "FD00::/64", "1:2:3:4::/64", "::ffff:10.0.0.0/104"];
+    expect(validateConfig("a", { postgres: { allowedClientCidrs: good } }).postgres.allowedClientCidrs).toEqual(good);
+    const bad = ["10.0.0.0", "fd00::", "010.0.0.0/8", "10.0.0.0/08", " 10.0.0.0/8", "fe80::1%eth0/64", "1:2:3:4:5:6:7:8:9/64", "1::2::3/64"];
+    const problems = problemsOf(() => validateConfig("a", { postgres: { allowedClientCidrs: bad } }));
+    expect(problems).toHaveLength(bad.length);
+    expect(problems.every((p) => /^homelab-data:postgres\.allowedClientCidrs\.\d: got ".*"; expected a CIDR such as /.test(p))).toBe(true);
+    expect(problemsOf(() => validateConfig("a", { docker: { subnet: "172.28.0.0/33" } }))).toEqual([
+      'homelab-data:docker.subnet: got "172.28.0.0/33"; expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)',
+    ]);
+
+    expect(validateConfig("a", { docker: { publishAddress: "0.0.0.0" } }).docker.publishAddress).toBe("0.0.0.0");
+    for (const address of ["256.0.0.1", "::1", "1.2.3", "01.2.3.4", "127.0.0.1/32"]) {
+      expect(problemsOf(() => validateConfig("a", { docker: { publishAddress: address } }))).toEqual([
+        `homelab-data:docker.publishAddress: got ${JSON.stringify(address)}; expected an IPv4 address such as "127.0.0.1"`,
+      ]);
+    }
   });
 
   it("property: random wrong types anywhere are reported with their key, never thrown as a crash", () => {
