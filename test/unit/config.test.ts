@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadStackSpec, parseBytes, parseDurationSeconds, validateConfig } from "../../components/config/index.ts";
+import { ConfigError, loadStackSpec, parseBytes, parseDurationSeconds, parseSize, validateConfig } from "../../components/config/index.ts";
+import { formatPgMemory, parseMemory } from "../../components/postgres/index.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -143,6 +144,27 @@ describe("units", () => {
     expect(parseDurationSeconds("2h")).toBe(7200);
     expect(parseDurationSeconds(30)).toBe(30);
     expect(parseDurationSeconds("soon")).toBeUndefined();
+  });
+
+  it("one size parser: the config spelling and PostgreSQL's (parseMemory) read every PostgreSQL-spelled size alike", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 40 }), (bytes) => {
+        const text = formatPgMemory(bytes);
+        expect(parseBytes(text)).toBe(bytes);
+        expect(parseMemory(text)).toBe(bytes);
+        expect(parseSize(text, "postgres")).toEqual({ bytes });
+      }),
+    );
+  });
+
+  it("the PostgreSQL spelling is the strict mode of the same parser: unit required, exact case, whole bytes", () => {
+    expect(parseSize("16gb")).toEqual({ bytes: 16 * 1024 ** 3 });
+    expect(parseSize("16gb", "postgres")).toEqual({ problem: expect.stringMatching(/^unknown unit "gb"; expected a positive number and a unit/) });
+    expect(parseSize("4096")).toEqual({ bytes: 4096 });
+    expect(parseSize("4096", "postgres")).toEqual({ problem: expect.stringMatching(/^a unit is required; /) });
+    expect(parseSize(4096, "postgres")).toEqual({ problem: expect.stringMatching(/^expected a positive number and a unit/) });
+    expect(parseSize("1.5B", "postgres")).toEqual({ problem: expect.stringMatching(/^1\.5 is not a whole number of bytes/) });
+    expect(parseSize("12XB")).toEqual({ problem: expect.stringMatching(/^unknown unit "XB"; expected a positive size such as "512MiB"/) });
   });
 });
 
