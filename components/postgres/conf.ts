@@ -1,7 +1,10 @@
 // postgresql.conf rendering and the memory/duration units it is written in.
-// Pure: no I/O, no Pulumi. The settings come from tunePostgres (tune.ts).
+// Pure: no I/O, no Pulumi. The settings come from tunePostgres (tune.ts), which imports this module (never
+// the other way round: the settings type lives here so there is no import cycle).
 import { parseSize } from "../config/units.ts";
-import type { PostgresSettings } from "./tune.ts";
+
+/** postgresql.conf settings, values already written as PostgreSQL reads them, in a fixed order. */
+export type PostgresSettings = Record<string, string>;
 
 /**
  * Parses a memory size written as PostgreSQL spells it ("16GB", "512MiB", "64kB") into bytes: the one size
