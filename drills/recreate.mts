@@ -20,6 +20,7 @@ import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { minimist } from "zx";
+import { parseSize } from "../components/config/units.ts";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
 import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, type Check } from "./lib/assert.ts";
@@ -266,12 +267,10 @@ async function clusterIdentity(ctl: NodeControl, node: TopologyNode): Promise<Cl
   return { systemIdentifier, timeline: walTimeline(segment) };
 }
 
-/** wal_segment_size as SHOW prints it ("16MB") in bytes. */
+/** wal_segment_size as SHOW prints it ("16MB") in bytes; PostgreSQL's default 16MiB when unreadable. */
 function parseBytesSetting(value: string): number {
-  const m = /^(\d+)\s*(B|kB|MB|GB)?$/.exec(value.trim());
-  if (!m) return 16 * 1024 ** 2;
-  const unit = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? "B") as "B" | "kB" | "MB" | "GB"];
-  return Number(m[1]) * unit;
+  const parsed = parseSize(value, "postgres");
+  return "bytes" in parsed ? parsed.bytes : 16 * 1024 ** 2;
 }
 
 async function withClient<T>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {

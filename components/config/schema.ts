@@ -1,6 +1,7 @@
 // The ONE schema of a stack's config (stacks/Pulumi.<stack>.yaml, keys under `homelab-data:`).
 // docs/architecture.md "Data flow" step 1: read once, validate here into a typed HomelabSpec, and create
 // nothing when it fails. Every problem names the key, the bad value and what is accepted, all at once.
+import { CronPattern } from "croner";
 import { z } from "zod";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
 
@@ -42,29 +43,66 @@ const identifier = z
     message: "expected a lower-case identifier: letters, digits, underscore, not starting with a digit, at most 63 chars",
   });
 
-const IPV4 = String.raw`(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`;
-const cidrV4 = new RegExp(`^${IPV4}/(?:3[0-2]|[12]?\\d)$`);
-const cidr = z.string().refine((v) => cidrV4.test(v) || isIpv6Cidr(v), {
-  message: 'expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)',
+// zod's own address checks; the union reports one line instead of one per family.
+const cidr = z.union([z.cidrv4(), z.cidrv6()], {
+  error: 'expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)',
 });
 
-function isIpv6Cidr(value: string): boolean {
-  const m = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(value);
-  if (!m || Number(m[2]) > 128) return false;
-  const addr = m[1] ?? "";
-  const halves = addr.split("::");
-  if (halves.length > 2) return false;
-  const groups = halves.flatMap((h) => (h === "" ? [] : h.split(":")));
-  if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return false;
-  return halves.length === 2 ? groups.length < 8 : groups.length === 8;
+// Five-field cron, as homelab-cron runs pgBackRest's schedules on the repository host
+// (components/postgres/image/bin/homelab-cron). croner (5-part mode) decides what each field means and
+// whether it is in range; CRON_SYNTAX only keeps out what croner reads but homelab-cron does not (names
+// such as MON or JAN, L, W, #, ?). test/unit/config.test.ts runs homelab-cron --check to prove both agree.
+const CRON_FIELDS = [
+  { name: "minute", range: "0-59" },
+  { name: "hour", range: "0-23" },
+  { name: "day-of-month", range: "1-31" },
+  { name: "month", range: "1-12" },
+  { name: "day-of-week", range: "0-7" },
+] as const;
+const CRON_SYNTAX = /^(?:\*|\d+(?:-\d+)?)(?:\/\d+)?$/;
+
+/** What is wrong with a five-field cron expression, naming the field; empty when homelab-cron runs it. */
+function cronProblems(expression: string): string[] {
+  // homelab-cron splits its lines on spaces and tabs; any other blank (a newline) would split the crontab line.
+  const trimmed = expression.replace(/^[ \t]+|[ \t]+$/g, "");
+  const fields = trimmed === "" ? [] : trimmed.split(/[ \t]+/);
+  if (fields.length !== CRON_FIELDS.length) {
+    return [`expected a five-field cron expression (${CRON_FIELDS.map((f) => f.name).join(" ")}) such as "0 3 * * 0", got ${fields.length} field${fields.length === 1 ? "" : "s"}`];
+  }
+  const parse = (pattern: string) => new CronPattern(pattern, undefined, { mode: "5-part" });
+  const problems: string[] = [];
+  fields.forEach((field, i) => {
+    const { name, range } = CRON_FIELDS[i] as (typeof CRON_FIELDS)[number];
+    for (const item of field.split(",")) {
+      if (!CRON_SYNTAX.test(item)) {
+        problems.push(`${name} ${JSON.stringify(field)} is not accepted; expected numbers ${range}, *, ranges a-b, steps */n or a-b/n, lists a,b (homelab-cron reads no names such as MON, nor L, W, # or ?)`);
+        return;
+      }
+      // One item alone in its field, every other field "*": croner's verdict is about this item only.
+      try {
+        parse(fields.map((f, j) => (j === i ? item : "*")).join(" "));
+      } catch (err) {
+        problems.push(err instanceof RangeError
+          ? `${name} ${item} is out of range ${range}`
+          : `${name} ${item} is not accepted: ${String((err as Error).message).replace(/^CronPattern: /, "")}`);
+        return;
+      }
+    }
+  });
+  if (problems.length === 0) {
+    try {
+      parse(fields.join(" "));
+    } catch (err) {
+      problems.push(String((err as Error).message).replace(/^CronPattern: /, ""));
+    }
+  }
+  return problems;
 }
 
-// Five-field cron as pgBackRest schedules run from the repository host's crontab.
-const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
-const cron = z.string().refine((v) => {
-  const fields = v.trim().split(/\s+/);
-  return fields.length === 5 && fields.every((f) => CRON_FIELD.test(f));
-}, { message: 'expected a five-field cron expression such as "0 3 * * 0" (minute hour day-of-month month day-of-week)' });
+const cron = z.string().check((ctx) => {
+  const problems = cronProblems(ctx.value);
+  if (problems.length > 0) ctx.issues.push({ code: "custom", message: problems.join("; "), input: ctx.value });
+});
 
 const storageClass = z.enum(["hdd", "ssd", "nvme"]);
 
@@ -234,7 +272,7 @@ const docker = z
     /** Subnet of the stack's bridge network. */
     subnet: cidr.default("172.28.0.0/24"),
     /** Publish service ports on this host address (127.0.0.1 keeps them off the LAN). */
-    publishAddress: z.string().regex(new RegExp(`^${IPV4}$`), { message: "expected an IPv4 address" }).default("127.0.0.1"),
+    publishAddress: z.ipv4({ error: 'expected an IPv4 address such as "127.0.0.1"' }).default("127.0.0.1"),
     /** First host port; services get consecutive ports from here. */
     basePort: z.number().int().min(1024).max(65000).default(15432),
   })

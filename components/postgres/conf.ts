@@ -1,48 +1,21 @@
 // postgresql.conf rendering and the memory/duration units it is written in.
-// Pure: no I/O, no Pulumi. The settings come from tunePostgres (tune.ts).
-import type { PostgresSettings } from "./tune.ts";
+// Pure: no I/O, no Pulumi. The settings come from tunePostgres (tune.ts), which imports this module (never
+// the other way round: the settings type lives here so there is no import cycle).
+import { parseSize } from "../config/units.ts";
 
-/** Bytes per unit. PostgreSQL's kB/MB/GB/TB are 1024 multiples (docs: "19.1.1 Parameter Names and Values"), so they equal KiB/MiB/GiB/TiB. */
-const MEMORY_UNITS: Readonly<Record<string, number>> = {
-  B: 1,
-  kB: 1024,
-  KB: 1024,
-  KiB: 1024,
-  MB: 1024 ** 2,
-  MiB: 1024 ** 2,
-  GB: 1024 ** 3,
-  GiB: 1024 ** 3,
-  TB: 1024 ** 4,
-  TiB: 1024 ** 4,
-};
-
-const ACCEPTED_MEMORY = 'a positive number and a unit, e.g. "16GiB", "512MiB", "64kB" (units B, kB/KiB, MB/MiB, GB/GiB, TB/TiB; all 1024 multiples, as in PostgreSQL)';
+/** postgresql.conf settings, values already written as PostgreSQL reads them, in a fixed order. */
+export type PostgresSettings = Record<string, string>;
 
 /**
- * Parses a memory size written with a unit into bytes.
- * "16GB" and "16GiB" are the same amount: PostgreSQL itself reads GB as 1024^3 bytes, and a config file
- * that means something else than the server would is worse than a non-SI name. A unit is required
- * (a bare "16" is ambiguous: PostgreSQL would read it as 8kB blocks for shared_buffers, kB for work_mem).
- * Zero, negatives, and amounts that are not a whole number of bytes are rejected.
+ * Parses a memory size written as PostgreSQL spells it ("16GB", "512MiB", "64kB") into bytes: the one size
+ * parser (config/units.ts parseSize) in its "postgres" spelling. "16GB" and "16GiB" are the same amount:
+ * PostgreSQL itself reads GB as 1024^3 bytes. A unit is required; zero, negatives, and amounts that are not a
+ * whole number of bytes are rejected with a RangeError naming the text.
  */
 export function parseMemory(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$/.exec(text);
-  if (!match) {
-    throw new RangeError(`invalid memory size ${JSON.stringify(text)}: expected ${ACCEPTED_MEMORY}`);
-  }
-  const [, amount = "", unit = ""] = match;
-  const multiplier = MEMORY_UNITS[unit];
-  if (multiplier === undefined) {
-    throw new RangeError(`invalid memory size ${JSON.stringify(text)}: unknown unit "${unit}"; expected ${ACCEPTED_MEMORY}`);
-  }
-  const bytes = Number(amount) * multiplier;
-  if (!(bytes > 0)) {
-    throw new RangeError(`invalid memory size ${JSON.stringify(text)}: must be greater than zero; expected ${ACCEPTED_MEMORY}`);
-  }
-  if (!Number.isSafeInteger(bytes)) {
-    throw new RangeError(`invalid memory size ${JSON.stringify(text)}: ${bytes} is not a whole number of bytes below 2^53; expected ${ACCEPTED_MEMORY}`);
-  }
-  return bytes;
+  const parsed = parseSize(text, "postgres");
+  if ("problem" in parsed) throw new RangeError(`invalid memory size ${JSON.stringify(text)}: ${parsed.problem}`);
+  return parsed.bytes;
 }
 
 /**

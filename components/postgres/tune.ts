@@ -3,7 +3,7 @@
 // configurationSlice.js, commit 01bb6447; formatting from src/common/components/configurationView/index.jsx).
 // Replication, archiving and safety settings are this project's own, see adrs/0002-tuning-formulas.md.
 // Pure: no I/O, no Pulumi.
-import { formatPgDuration, formatPgMemory, GUC_NAME, hasControlCharacter } from "./conf.ts";
+import { formatPgDuration, formatPgMemory, GUC_NAME, hasControlCharacter, type PostgresSettings } from "./conf.ts";
 
 export const STORAGE_TYPES = ["hdd", "ssd", "nvme"] as const;
 export const PROFILES = ["web", "oltp", "dw", "mixed"] as const;
@@ -66,9 +66,6 @@ export interface TuneInput {
   /** Further settings, written last; may not weaken the safety settings (see SAFETY_GUARDS). */
   extraSettings?: Record<string, string | number | boolean>;
 }
-
-/** postgresql.conf settings, values already written as PostgreSQL reads them, in a fixed order. */
-export type PostgresSettings = Record<string, string>;
 
 export class TuneError extends Error {
   readonly problems: string[];
