@@ -10,23 +10,11 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 const DIRS = ["components", "cli", "drills"];
 const SOURCE = /\.(ts|mts|js|mjs)$/;
 
-/**
- * The only cycles tolerated, each as the files in it (any order). Being removed by the node-applier change
- * (components/platform/* is being rewritten): delete an entry here once its cycle is gone. Never add one.
- */
-const KNOWN_CYCLES_BEING_REMOVED: readonly (readonly string[])[] = [
-  ["components/platform/index.ts", "components/platform/docker.ts"],
-  ["components/platform/index.ts", "components/platform/docker.ts", "components/platform/docker-cmd.ts"],
-];
-
 const sourceFiles = DIRS.flatMap((dir) =>
   (readdirSync(path.join(ROOT, dir), { recursive: true }) as string[])
     .map((file) => path.posix.join(dir, file.split(path.sep).join("/")))
     .filter((file) => SOURCE.test(file) && !file.split("/").includes("node_modules") && !file.endsWith(".d.ts")),
 ).sort();
-
-/** A cycle as one comparable key: its files, sorted. */
-const key = (files: readonly string[]) => [...new Set(files)].sort().join(" -> ");
 
 async function cycles(): Promise<{ tree: Record<string, unknown>; found: string[][] }> {
   const tree = await parseDependencyTree(sourceFiles, {
@@ -51,14 +39,7 @@ describe("import cycles", () => {
     expect(sourceFiles.filter((file) => !(file in tree))).toEqual([]);
   });
 
-  it("finds none but the known platform ones", () => {
-    const known = new Set(KNOWN_CYCLES_BEING_REMOVED.map(key));
-    const unexpected = found.filter((cycle) => !known.has(key(cycle))).map((cycle) => [...cycle, cycle[0]].join(" -> "));
-    expect(unexpected, "import cycles (move the shared piece into a module both sides import)").toEqual([]);
-  });
-
-  it("lists no known cycle that is gone (delete its entry from KNOWN_CYCLES_BEING_REMOVED)", () => {
-    const present = new Set(found.map(key));
-    expect(KNOWN_CYCLES_BEING_REMOVED.map(key).filter((k) => !present.has(k))).toEqual([]);
+  it("finds none", () => {
+    expect(found.map((cycle) => [...cycle, cycle[0]].join(" -> ")), "import cycles (move the shared piece into a module both sides import)").toEqual([]);
   });
 });
