@@ -43,10 +43,11 @@ import {
   type ArchiverState,
   type RestoreVariant,
 } from "./lib/pitr.ts";
-import { Probe, waitFor } from "./lib/probe.ts";
+import { Probe } from "./lib/probe.ts";
 import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, removeNodeCopy, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { currentPrimary, loadTopology, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "backup-restore";
@@ -238,7 +239,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     writer = w;
     await log.step("start the writer", async () => {
       w.start();
-      await waitFor(() => w.acknowledged().length > 0 || !w.isRunning(), { timeoutMs: 30_000, label: "first acknowledged write" });
+      await waitFor("first acknowledged write", () => w.acknowledged().length > 0 || !w.isRunning(), { timeoutMs: 30_000 });
       if (w.acknowledged().length === 0) throw new Error(`the writer stopped before its first write: ${w.getStats().fatalError ?? w.getStats().lastError ?? "unknown"}`);
     }, () => `first seq ${w.firstSeq()} on ${primary.name}`);
     const firstSeq = w.firstSeq() ?? 1;
@@ -288,14 +289,13 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       const segment = await psqlOnNode(ctl, primary, "SELECT pg_walfile_name(pg_switch_wal())");
       let newest = "";
       await waitFor(
+        `WAL segment ${segment} in the repository`,
         async () => {
           newest = (await repositoryInfo(ctl, repository, stanza)).state.newestArchivedWal ?? "";
           return newest >= segment;
         },
-        { timeoutMs: 120_000, intervalMs: 100, label: `WAL segment ${segment} in the repository` },
-      ).catch((e: Error) => {
-        throw new Error(`${e.message}; newest archived: ${newest || "none"}`);
-      });
+        { timeoutMs: 120_000, intervalMs: 100, state: () => `newest archived: ${newest || "none"}` },
+      );
       return segment;
     }, (s) => `repository holds ${s}`);
 
@@ -707,15 +707,14 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
     const want = replicas.map((r) => r.env.HOMELAB_APPLICATION_NAME ?? r.name.replace(/-/g, "_"));
     let rows = "";
     await waitFor(
+      `replicas ${want.join(", ")} streaming from ${lost.name}`,
       async () => {
         rows = await psqlOnNode(ctl, lost, "SELECT coalesce(string_agg(application_name || ':' || state, ',' ORDER BY application_name), '') FROM pg_stat_replication");
         const streaming = new Set(rows.split(",").filter((r) => r.endsWith(":streaming")).map((r) => r.split(":")[0]));
         return want.every((n) => streaming.has(n));
       },
-      { timeoutMs: 300_000, label: `replicas ${want.join(", ")} streaming from ${lost.name}` },
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; pg_stat_replication: ${rows || "empty"}`);
-    });
+      { timeoutMs: 300_000, state: () => `pg_stat_replication: ${rows || "empty"}` },
+    );
     const primary = await currentPrimary(t, ctl);
     if (primary.name !== lost.name) throw new Error(`${primary.name} answers as primary, expected the rebuilt ${lost.name}`);
     a.evidence.rebuilt = { primary: lost.name, streaming: rows, timeline: (await psqlOnNode(ctl, lost, "SELECT timeline_id FROM pg_control_checkpoint()")).trim() };

@@ -18,9 +18,10 @@ import { replaceDockerContainer } from "./lib/docker-replace.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, pgReadProbe, waitFor } from "./lib/probe.ts";
+import { Probe, pgReadProbe } from "./lib/probe.ts";
 import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "failover";
@@ -186,7 +187,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
         await withPg(primaryConfig, (c) => ensureWorkloadSchema(c));
         writer = new AckWriter({ connection: primaryConfig, runId, writesPerSecond: opts.writesPerSecond ?? 100, connectTimeoutMs: 1000, queryTimeoutMs: 2000, backoffMs: 20, maxBackoffMs: PROBE_INTERVAL_MS });
         writer.start();
-        await waitFor(() => (writer!.getStats().fatalError ? Promise.reject(new Error(writer!.getStats().fatalError)) : writer!.acknowledged().length > 0), { timeoutMs: 15_000, label: "first acknowledged write on the primary" });
+        await waitFor("first acknowledged write on the primary", () => (writer!.getStats().fatalError ? Promise.reject(new Error(writer!.getStats().fatalError)) : writer!.acknowledged().length > 0), { timeoutMs: 15_000 });
         await new Promise((r) => setTimeout(r, WARMUP_MS));
       },
       () => `${writer!.getStats().acknowledged} acknowledged writes on ${primary.name} (first seq ${writer!.firstSeq()})`,
@@ -228,8 +229,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
     const detectedAtMs = await log.step(
       "detect",
       async () => {
-        await waitFor(() => probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES) !== undefined, { timeoutMs: 30_000, intervalMs: 10, label: `${primary.name} unreachable (${DETECTION_CONSECUTIVE_FAILURES} failed probes in a row)` });
-        return probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES)!;
+        return waitFor(`${primary.name} unreachable (${DETECTION_CONSECUTIVE_FAILURES} failed probes in a row)`, () => probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES), { timeoutMs: 30_000, intervalMs: 10 });
       },
       (at) => `${primary.name} declared down ${formatDuration(at - faultAtMs)} after the fault (${probe!.lastError() ?? "no error text"})`,
     );
@@ -261,18 +261,18 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         w.repoint(replicaConfig);
         // Only a write whose transaction started after the repoint counts: it can only be on the new primary.
-        await waitFor(
+        return waitFor(
+          `first acknowledged write on ${replica.name}`,
           () => {
             const fatal = w.getStats().fatalError;
-            if (fatal) return Promise.reject(new Error(`writer stopped: ${fatal}`));
-            return w.firstAcknowledgedAfter(repointAtMs) !== undefined;
+            if (fatal) throw new Error(`writer stopped: ${fatal}`);
+            return w.firstAcknowledgedAfter(repointAtMs);
           },
-          { timeoutMs: Math.max(30_000, objective.rto * 3000), intervalMs: 10, label: `first acknowledged write on ${replica.name}` },
+          { timeoutMs: Math.max(30_000, objective.rto * 3000), intervalMs: 10 },
         ).catch((e: Error) => {
           checks.push(assertRtoWithin(undefined, objective.rto));
           throw e;
         });
-        return w.firstAcknowledgedAfter(repointAtMs)!;
       },
       (a) => `first acknowledged write on ${replica.name}: seq ${a.seq}, ${formatDuration(a.clientTimeMs - faultAtMs)} after the fault`,
     );
@@ -391,7 +391,15 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       if (start.code !== 0) throw new Error(`homelab-start on ${primary.name} failed: ${(start.stdout + start.stderr).trim().split("\n").slice(-3).join(" | ")}`);
 
       const waitMs = Math.max(60_000, objective.redundancyRestored * 1000 + 60_000 - (Date.now() - faultAtMs));
-      await waitFor(async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: waitMs, label: `${primary.name} streaming from ${replica.name}` }).catch((e: Error) => {
+      let standbys: ReplicationRow[] = [];
+      await waitFor(
+        `${primary.name} streaming from ${replica.name}`,
+        async () => {
+          standbys = await replicationRows(ctl, replica);
+          return standbys.some((r) => r.applicationName === oldName.applicationName && r.state === "streaming");
+        },
+        { timeoutMs: waitMs, state: () => `standbys of ${replica.name}: ${describeRows(standbys)}` },
+      ).catch((e: Error) => {
         checks.push(assertRtoWithin(undefined, objective.redundancyRestored, "redundancy restored"));
         throw e;
       });
@@ -416,11 +424,12 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
         let rows: ReplicationRow[] = [];
         const isSyncStandby = (r: ReplicationRow) => r.applicationName === oldName.applicationName && r.state === "streaming" && ["sync", "quorum"].includes(r.syncState);
         await waitFor(
+          "synchronous standby",
           async () => {
             rows = await replicationRows(ctl, replica);
             return rows.some(isSyncStandby);
           },
-          { timeoutMs: 30_000, label: "synchronous standby" },
+          { timeoutMs: 30_000 },
         ).catch(() => {});
         const names = await psqlOnNode(ctl, replica, "show synchronous_standby_names");
         const ok = names !== "" && rows.some(isSyncStandby);

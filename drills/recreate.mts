@@ -26,9 +26,10 @@ import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, typ
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, pgWriteProbe, waitFor } from "./lib/probe.ts";
+import { Probe, pgWriteProbe } from "./lib/probe.ts";
 import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
 
 export type RecreatePhase = "destroy" | "create";
@@ -121,10 +122,10 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     const archived = await log.step("force a WAL switch and wait until the repository has it", async () => {
       const [segment = "", switchLsn = ""] = (await psqlOnNode(ctl, pre.primary, "select pg_walfile_name(l) || ' ' || l from (select pg_switch_wal() as l) s")).split(" ");
       let repo: RepositoryState | undefined;
-      const reached = await waitFor(async () => {
+      const reached = await waitFor(`segment ${segment} in the repository`, async () => {
         repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
         return repo.newestArchivedWal !== null && compareWalSegments(repo.newestArchivedWal, segment) >= 0;
-      }, { timeoutMs: archiveWaitMs, label: `segment ${segment} in the repository` }).then(() => true, () => false);
+      }, { timeoutMs: archiveWaitMs }).then(() => true, () => false);
       return { segment, switchLsn, reached, newest: repo?.newestArchivedWal ?? null };
     }, (a) => (a.reached ? `segment ${a.segment} (switch at ${a.switchLsn}) archived; newest in the repository ${a.newest}` : `segment ${a.segment} NOT in the repository after ${formatDuration(archiveWaitMs)} (newest: ${a.newest ?? "none"})`));
     evidence.walSwitch = { segment: archived.segment, lsn: archived.switchLsn, archived: archived.reached, newestArchived: archived.newest };
@@ -181,8 +182,13 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     if (firstWriteAtMs === undefined) throw new DrillAbort(`the re-created primary ${rebuiltPrimary.name} accepted no write (last probe error: ${p.lastError() ?? "none"})`);
     rto = rtoPhases([{ name: "destroy", atMs: destroyedAtMs }, { name: "restore + first acknowledged write", atMs: firstWriteAtMs }], faultAtMs);
 
+    let streamingReplicas = 0;
     const redundancyAtMs = await log.step(`primary + ${replicas.length} streaming replica${replicas.length === 1 ? "" : "s"}`, async () =>
-      waitFor(async () => Number(await psqlOnNode(ctl, rebuiltPrimary, "select count(*) from pg_stat_replication where state = 'streaming'")) >= replicas.length, { timeoutMs: createError ? 30_000 : recoveryTimeoutMs, label: "replicas streaming" }).then(
+      waitFor(
+        "replicas streaming",
+        async () => (streamingReplicas = Number(await psqlOnNode(ctl, rebuiltPrimary, "select count(*) from pg_stat_replication where state = 'streaming'"))) >= replicas.length,
+        { timeoutMs: createError ? 30_000 : recoveryTimeoutMs, state: () => `${streamingReplicas} of ${replicas.length} streaming from ${rebuiltPrimary.name}` },
+      ).then(
         () => Date.now(),
         (e: Error) => {
           log.warn(e.message);
@@ -230,11 +236,11 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
       const target = await psqlOnNode(ctl, rebuiltPrimary, "select pg_current_wal_lsn()");
       for (const replica of replicas) {
         let state = "";
-        const ok = await waitFor(async () => {
+        const ok = await waitFor(`${replica.name} replays ${target}`, async () => {
           state = await psqlOnNode(ctl, replica, "select pg_is_in_recovery() || ' ' || coalesce((select status from pg_stat_wal_receiver), 'none') || ' ' || coalesce(pg_last_wal_replay_lsn()::text, '0/0')");
           const [recovery, receiver, replayed = "0/0"] = state.split(" ");
           return recovery === "true" && receiver === "streaming" && walGapBytes(replayed, target) >= 0;
-        }, { timeoutMs: 60_000, label: `${replica.name} replays ${target}` }).then(() => true, () => false);
+        }, { timeoutMs: 60_000 }).then(() => true, () => false);
         checks.push(check(`${replica.name} streams and replays`, ok, ok ? `${replica.name}: in recovery, WAL receiver streaming, replayed past ${target}` : `${replica.name}: ${state || "no answer"} (recovery, WAL receiver, replay LSN); primary at ${target}`));
       }
     });

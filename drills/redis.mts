@@ -25,7 +25,8 @@ import { assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/asser
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type PhaseMark, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, waitFor } from "./lib/probe.ts";
+import { Probe } from "./lib/probe.ts";
+import { waitFor } from "./lib/wait.ts";
 import {
   RedisAckWriter,
   assessAof,
@@ -114,10 +115,10 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
         if (!admin) throw new DrillAbort("promotion needs the Redis admin user (REPLICAOF NO ONE); this stack's topology names no admin password file");
         // A replica resyncs for a moment after its primary restarted (e.g. the restart variant just ran).
         let info: Record<string, string> = {};
-        await waitFor(async () => {
+        await waitFor(`${replica.name} link up`, async () => {
           info = await redisInfoOnNode(ctl, replica, admin, "replication");
           return info.role === "slave" && info.master_link_status === "up";
-        }, { timeoutMs: 30_000, label: `${replica.name} link up` }).catch(() => undefined);
+        }, { timeoutMs: 30_000 }).catch(() => undefined);
         evidence.replicaBefore = pick(info, ["role", "master_host", "master_link_status", "master_repl_offset", "slave_repl_offset"]);
         const up = info.role === "slave" && info.master_link_status === "up";
         checks.push(check("replica streaming before the fault", up, up ? `${replica.name} replicates ${info.master_host}, link up, offset ${info.slave_repl_offset}` : `${replica.name}: role ${info.role}, master_link_status ${info.master_link_status ?? "none"}: nothing to promote`));
@@ -177,7 +178,8 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
           await ensureRunning(ctl, primary);
           const since = Date.now();
           await redisCliOnNode(ctl, replicaNode, adminAuth, ["REPLICAOF", primary.hostname, String(primary.internal.port ?? 6379)]);
-          await waitFor(async () => (await redisInfoOnNode(ctl, replicaNode, adminAuth, "replication")).master_link_status === "up", { timeoutMs: 60_000, label: `${replicaNode.name} link to ${primary.name} up` });
+          let link = "unknown";
+          await waitFor(`${replicaNode.name} link to ${primary.name} up`, async () => (link = (await redisInfoOnNode(ctl, replicaNode, adminAuth, "replication")).master_link_status ?? "none") === "up", { timeoutMs: 60_000, state: () => `master_link_status ${link}` });
           evidence.failBackSeconds = (Date.now() - since) / 1000;
           if (rto) rto.redundancyRestoredSeconds = (Date.now() - faultAtMs) / 1000;
         } });
