@@ -20,7 +20,7 @@
 // preflight fails: a drill must not turn broken backups into a lost primary.
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import pg from "pg";
+import pg, { escapeLiteral } from "pg";
 import { parseArgv } from "zx";
 import { docker } from "../components/platform/docker-cli.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
@@ -123,7 +123,6 @@ interface TargetMark {
   digest: Record<string, string>;
 }
 
-const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const withPg = <T,>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(config, fn, "homelab-drill-backup-restore");
@@ -595,15 +594,23 @@ async function dockerLogs(node: ControlledNode): Promise<string> {
   return `${r.stdout}\n${r.stderr}`;
 }
 
+/**
+ * `<indexes checked> <their names, comma-separated>` after bt_index_check (heapallindexed) over every btree
+ * index of `tables` in schema public. Runs through `psql -c` (no bind parameters): the names are quoted
+ * by node-postgres' escapeLiteral.
+ */
+export function amcheckSql(tables: readonly string[]): string {
+  const names = tables.map((t) => escapeLiteral(t)).join(", ");
+  // The copy inherits synchronous_standby_names: a commit would wait for standbys it will never have.
+  // count(x.checked) makes every bt_index_check run (void::text is ''); an index that fails raises an error.
+  return `SET synchronous_commit = local; CREATE EXTENSION IF NOT EXISTS amcheck; SELECT count(x.checked) || ' ' || coalesce(string_agg(x.relname, ',' ORDER BY x.relname), '') FROM (SELECT c.relname, bt_index_check(c.oid, true)::text AS checked FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam JOIN pg_class tb ON tb.oid = i.indrelid WHERE am.amname = 'btree' AND tb.relname IN (${names}) AND tb.relnamespace = 'public'::regnamespace) x`;
+}
+
 /** amcheck (bt_index_check with heapallindexed) over every btree index of the workload tables. */
 async function amcheck(ctl: NodeControl, copy: ControlledNode, database: string, variant: RestoreVariant): Promise<Check> {
   const name = `${variant}: amcheck on the workload's indexes`;
-  const tables = WORKLOAD_TABLES.map(sqlLiteral).join(", ");
-  // The copy inherits synchronous_standby_names: a commit would wait for standbys it will never have.
-  // count(x.checked) makes every bt_index_check run (void::text is ''); an index that fails raises an error.
-  const sql = `SET synchronous_commit = local; CREATE EXTENSION IF NOT EXISTS amcheck; SELECT count(x.checked) || ' ' || coalesce(string_agg(x.relname, ',' ORDER BY x.relname), '') FROM (SELECT c.relname, bt_index_check(c.oid, true)::text AS checked FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam JOIN pg_class tb ON tb.oid = i.indrelid WHERE am.amname = 'btree' AND tb.relname IN (${tables}) AND tb.relnamespace = 'public'::regnamespace) x`;
   try {
-    const out = await psqlOnNode(ctl, copy, sql, { database, timeoutMs: 600_000 });
+    const out = await psqlOnNode(ctl, copy, amcheckSql(WORKLOAD_TABLES), { database, timeoutMs: 600_000 });
     const [count = "0", list = ""] = out.trim().split(/\s+/, 2);
     const n = Number(count);
     return check(name, n > 0, n > 0 ? `${n} btree indexes clean (bt_index_check, heapallindexed): ${list}` : "no btree index of the workload tables found to check");

@@ -10,7 +10,7 @@
 // run time, so a second run fails back. Only the measuring lives in drills/lib; this file orchestrates.
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import pg from "pg";
+import pg, { escapeIdentifier, escapeLiteral } from "pg";
 import { parseArgv } from "zx";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
@@ -79,13 +79,12 @@ function streamingName(node: TopologyNode): { applicationName: string; slot: str
   const applicationName = node.env.HOMELAB_APPLICATION_NAME ?? fallback;
   const slot = node.env.HOMELAB_REPLICATION_SLOT ?? fallback;
   for (const [what, v] of [["application_name", applicationName], ["replication slot", slot]] as const) {
-    // Interpolated into SQL below: only what homelab-configure-standby itself accepts.
+    // Only what homelab-configure-standby itself accepts (and PostgreSQL takes as a slot name); quoted all
+    // the same where it goes into SQL (failoverSql).
     if (!/^[a-z0-9_]{1,63}$/.test(v)) throw new Error(`node ${node.name}: ${what} ${JSON.stringify(v)} is not [a-z0-9_]{1,63}`);
   }
   return { applicationName, slot };
 }
-
-const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
 
 interface ReplicationRow {
   applicationName: string;
@@ -104,6 +103,23 @@ async function replicationRows(ctl: NodeControl, primary: TopologyNode): Promise
       return { applicationName, state, syncState };
     });
 }
+
+/**
+ * The SQL this drill builds from values (it goes through `psql -c` on a node, psqlOnNode: no bind
+ * parameters there), each value quoted by node-postgres' own escapeLiteral / escapeIdentifier.
+ */
+export const failoverSql = {
+  /** One row `current LSN|state|sent|flush|replay|flush lag bytes|replay lag bytes` for a standby (state `absent` without one). */
+  replicationLag: (applicationName: string): string =>
+    `select pg_current_wal_lsn()::text || '|' || coalesce(r.state, 'absent') || '|' || coalesce(r.sent_lsn::text, '') || '|' || coalesce(r.flush_lsn::text, '') || '|' || coalesce(r.replay_lsn::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn)::bigint::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text, '') from (select 1) one left join pg_stat_replication r on r.application_name = ${escapeLiteral(applicationName)}`,
+  /** The settings, a reload, then pg_promote: one psql round trip (ALTER SYSTEM works on a standby). */
+  promote: (settings: readonly [string, string][]): string[] => [...settings.map(([name, value]) => `ALTER SYSTEM SET ${escapeIdentifier(name)} = ${escapeLiteral(value)}`), "SELECT pg_reload_conf()", "SELECT pg_promote(true, 60)"],
+  resetSettings: (settings: readonly [string, string][]): string[] => [...settings.map(([name]) => `ALTER SYSTEM RESET ${escapeIdentifier(name)}`), "SELECT pg_reload_conf()"],
+  dropInactiveSlot: (slot: string): string => `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${escapeLiteral(slot)} and not active`,
+  /** A physical slot reserving WAL from now on, replacing an inactive leftover of the same name. */
+  recreateSlot: (slot: string): string[] => [failoverSql.dropInactiveSlot(slot), `select pg_create_physical_replication_slot(${escapeLiteral(slot)}, true)`],
+  timelineHistory: (timeline: number): string => `select pg_read_file(${escapeLiteral(`pg_wal/${timeline.toString(16).toUpperCase().padStart(8, "0")}.history`)})`,
+};
 
 const describeRows = (rows: ReplicationRow[]) => (rows.length === 0 ? "none" : rows.map((r) => `${r.applicationName || "?"} ${r.state} (${r.syncState})`).join(", "));
 
@@ -201,11 +217,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       "replication lag before the fault",
       async () => {
         const { applicationName } = streamingName(replica);
-        const out = await psqlOnNode(
-          ctl,
-          primary,
-          `select pg_current_wal_lsn()::text || '|' || coalesce(r.state, 'absent') || '|' || coalesce(r.sent_lsn::text, '') || '|' || coalesce(r.flush_lsn::text, '') || '|' || coalesce(r.replay_lsn::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn)::bigint::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text, '') from (select 1) one left join pg_stat_replication r on r.application_name = ${sqlLiteral(applicationName)}`,
-        );
+        const out = await psqlOnNode(ctl, primary, failoverSql.replicationLag(applicationName));
         const [currentLsn = "", state = "", sentLsn = "", flushLsn = "", replayLsn = "", flushLag = "", replayLag = ""] = out.split("|");
         evidence.beforeFault = { primaryLsn: currentLsn, replicaState: state, sentLsn, flushLsn, replayLsn, flushLagBytes: flushLag === "" ? null : Number(flushLag), replayLagBytes: replayLag === "" ? null : Number(replayLag) };
         return flushLag === "" ? null : Number(flushLag);
@@ -245,8 +257,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         // One psql round trip: the relaxed settings, a reload, then pg_promote (ALTER SYSTEM works on a
         // standby). Both are reset on both nodes once the old primary has rejoined.
-        const statements = [...PROMOTION_SETTINGS(sync).map(([name, value]) => `ALTER SYSTEM SET ${name} = ${sqlLiteral(value)}`), "SELECT pg_reload_conf()", "SELECT pg_promote(true, 60)"];
-        const out = await psqlOnNode(ctl, replica, statements, { timeoutMs: 90_000 });
+        const out = await psqlOnNode(ctl, replica, failoverSql.promote(PROMOTION_SETTINGS(sync)), { timeoutMs: 90_000 });
         const promoted = out.split("\n").pop()?.trim();
         if (promoted !== "t") throw new Error(`pg_promote(true, 60) on ${replica.name} answered ${JSON.stringify(promoted)}: promotion did not finish within 60 s`);
         return Date.now();
@@ -310,7 +321,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
         // The new timeline and where it branched off: the timeline history file the promotion wrote.
         const walfile = await psqlOnNode(ctl, replica, "select pg_walfile_name(pg_current_wal_lsn())");
         const timeline = parseInt(walfile.slice(0, 8), 16);
-        const history = await psqlOnNode(ctl, replica, `select pg_read_file('pg_wal/${timeline.toString(16).toUpperCase().padStart(8, "0")}.history')`).catch(() => "");
+        const history = await psqlOnNode(ctl, replica, failoverSql.timelineHistory(timeline)).catch(() => "");
         const branch = parseTimelineHistory(history);
         evidence.timeline = { new: timeline, previous: branch?.parentTimeline ?? null, promoteLsn: branch?.switchpoint ?? null };
         return { measured, branch };
@@ -336,11 +347,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       // rewind of THIS node then finds a checkpoint on the new timeline instead of needing WAL from before
       // the promotion, which may be recycled by then. Then the slot, reserving WAL from now on (a
       // leftover from an earlier run is replaced).
-      await psqlOnNode(ctl, replica, [
-        "CHECKPOINT",
-        `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(oldName.slot)} and not active`,
-        `select pg_create_physical_replication_slot(${sqlLiteral(oldName.slot)}, true)`,
-      ]);
+      await psqlOnNode(ctl, replica, ["CHECKPOINT", ...failoverSql.recreateSlot(oldName.slot)]);
       // Never start the old primary's own container again: without standby.signal it would come up as a
       // second primary. Its data volume goes to a `restore` container instead (image README "Drill recipes").
       await replaceDockerContainer(
@@ -408,7 +415,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       checks.push(assertRtoWithin(restoredS, objective.redundancyRestored, "redundancy restored"));
       phase.done(`${primary.name} streams from ${replica.name}; redundancy restored ${formatSeconds(restoredS)} after the fault${diverged ? ` (diverged at ${diverged[1]})` : ""}`);
       // The rejoined node's slot from its primary days pins WAL there for nothing: drop it.
-      await psqlOnNode(ctl, primary, `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(newName.slot)} and not active`).catch((e: Error) => log.warn(`could not drop the stale slot ${newName.slot} on ${primary.name}: ${e.message}`));
+      await psqlOnNode(ctl, primary, failoverSql.dropInactiveSlot(newName.slot)).catch((e: Error) => log.warn(`could not drop the stale slot ${newName.slot} on ${primary.name}: ${e.message}`));
     });
 
     // ------------------------------------------------------------------------------ 10. settings back
@@ -417,7 +424,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         // Back to the stack's postgresql.conf on both nodes (pg_rewind copied the new primary's
         // postgresql.auto.conf, relaxed settings included, to the rejoined one).
-        const resets = [...PROMOTION_SETTINGS(sync).map(([name]) => `ALTER SYSTEM RESET ${name}`), "SELECT pg_reload_conf()"];
+        const resets = failoverSql.resetSettings(PROMOTION_SETTINGS(sync));
         for (const node of [replica, primary]) await psqlOnNode(ctl, node, resets);
         const reset = `${PROMOTION_SETTINGS(sync).map(([name]) => name).join(", ")} reset on ${replica.name} and ${primary.name}`;
         if (!sync) return reset;
