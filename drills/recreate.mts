@@ -15,11 +15,10 @@
 // How the stack is destroyed and created is the caller's `recreate(phase)` hook: `pulumi destroy` and
 // `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (main below), the e2e harness's
 // destroy/apply in tests (test/e2e/recreate-harness.ts).
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
-import { minimist } from "zx";
+import { $, minimist } from "zx";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
 import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, type Check } from "./lib/assert.ts";
@@ -295,15 +294,24 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------- main
 
-/** Runs `pulumi <args> --stack <stack>` in the project root, output to the terminal; rejects on failure. */
-function pulumi(stack: string, args: string[], opts: { capture?: boolean } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("pulumi", [...args, "--stack", stack], { stdio: ["ignore", opts.capture ? "pipe" : "inherit", "inherit"] });
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
-    child.on("error", (e: NodeJS.ErrnoException) => reject(new Error(e.code === "ENOENT" ? `pulumi not found on PATH: run \`eval "$(bash tools/toolchain.sh --env)"\` first` : e.message)));
-    child.on("close", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`pulumi ${args.join(" ")} --stack ${stack} failed (exit ${code})`))));
-  });
+/**
+ * Runs `pulumi <args> --stack <stack>` (zx quotes each element) in the current directory (the project
+ * root). Its stdout goes to the terminal (pulumi up's progress) unless `capture`d and returned; its stderr
+ * is shown as it comes (hidden when capturing) and kept for the error, which names the command, its exit
+ * code and the last stderr lines. Never verbose: zx does not echo the command line.
+ */
+async function pulumi(stack: string, args: string[], opts: { capture?: boolean } = {}): Promise<string> {
+  const argv = [...args, "--stack", stack];
+  const command = `pulumi ${argv.join(" ")}`;
+  const r = await $({ stdio: ["ignore", opts.capture ? "pipe" : "inherit", "pipe"], nothrow: true, verbose: false, quiet: Boolean(opts.capture) })`pulumi ${argv}`;
+  // zx runs it through bash: a spawn failure comes back as `cause`, "not found" as exit 127.
+  if (r.cause) throw new Error(`${command} could not run: ${r.cause.message}`);
+  if (r.exitCode === 127) throw new Error(`pulumi not found on PATH: run \`eval "$(bash tools/toolchain.sh --env)"\` first`);
+  if (r.exitCode !== 0) {
+    const tail = r.stderr.trim().split("\n").slice(-5).join(" | ");
+    throw new Error(`${command} failed (${r.exitCode === null ? `killed by ${r.signal ?? "a signal"}` : `exit ${r.exitCode}`})${tail ? `: ${tail}` : ""}`);
+  }
+  return r.stdout.trim();
 }
 
 /**
