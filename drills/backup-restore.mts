@@ -21,7 +21,6 @@
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg, { escapeLiteral } from "pg";
-import { parseArgv } from "zx";
 import { docker } from "../components/platform/docker-cli.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
 import { assertDigestsEqual, assertRowsEqualAtTarget, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
@@ -44,9 +43,9 @@ import {
   type RestoreVariant,
 } from "./lib/pitr.ts";
 import { Probe } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, removeNodeCopy, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
-import { currentPrimary, loadTopology, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { currentPrimary, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
@@ -730,27 +729,19 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
 }
 
 // ---------------------------------------------------------------------------------------------- main
-
-async function main(): Promise<void> {
-  const args = parseArgv(process.argv.slice(2), { string: ["stack", "topology", "reports", "variant"], boolean: ["help"] });
-  const usage = "usage: npx tsx drills/backup-restore.mts (--stack <name> | --topology <file.json>) [--variant pitr|latest|both] [--reports <dir>]";
-  if (args.help) {
-    console.log(usage);
-    return;
-  }
-  const variant = String(args.variant ?? "both");
-  if (!["pitr", "latest", "both"].includes(variant)) throw new Error(`--variant: got ${JSON.stringify(variant)}; expected pitr, latest or both\n${usage}`);
-  if (!args.stack && !args.topology) throw new Error(`--stack <name> or --topology <file.json> is required\n${usage}`);
-  const topology = await loadTopology({ stack: args.stack as string | undefined, file: args.topology as string | undefined });
-  const report = await runBackupRestoreDrill({ topology, variant: variant as BackupRestoreVariant, reportsDir: (args.reports as string | undefined) ?? "reports" });
-  console.log(`${DRILL}: ${report.verdict.toUpperCase()}`);
-  for (const c of report.checks.filter((x) => !x.ok)) console.log(`  ✖ ${c.name}: ${c.detail}`);
-  process.exitCode = exitCodeFor(report);
-}
-
+// `npx tsx drills/backup-restore.mts --stack <stack> | --topology <file.json> [--variant ...] [--reports <dir>]`:
+// the flags and the runner of `homelab drill backup-restore`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
-    console.error(`backup-restore drill: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 2;
-  });
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("backup-restore", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

@@ -11,7 +11,6 @@
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg, { escapeIdentifier, escapeLiteral } from "pg";
-import { parseArgv } from "zx";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { replaceDockerContainer } from "./lib/docker-replace.ts";
@@ -19,8 +18,8 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
 import { Probe, pgReadProbe } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
-import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { currentPrimary, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
@@ -472,26 +471,19 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
 }
 
 // ---------------------------------------------------------------------------------------------- CLI
-
-async function main(argv: string[]): Promise<number> {
-  const args = parseArgv(argv, { string: ["stack", "topology", "reports"], boolean: ["help"] });
-  if (args.help || (!args.stack && !args.topology)) {
-    console.error("usage: npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]");
-    return args.help ? 0 : 2;
-  }
-  const topology = await loadTopology({ stack: args.stack as string | undefined, file: args.topology as string | undefined });
-  const report = await runFailoverDrill({ topology, reportsDir: (args.reports as string | undefined) ?? "reports" });
-  return exitCodeFor(report);
-}
-
+// `npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]`: the flags and the
+// runner of `homelab drill failover`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      console.error(`failover drill: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 2;
-    },
-  );
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("failover", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

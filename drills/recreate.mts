@@ -18,7 +18,7 @@
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
-import { $, minimist } from "zx";
+import { $ } from "zx";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
 import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, type Check } from "./lib/assert.ts";
@@ -26,7 +26,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
 import { Probe, pgWriteProbe } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
@@ -329,17 +329,6 @@ export function pulumiRecreate(stack: string): (phase: RecreatePhase) => Promise
   };
 }
 
-async function main(): Promise<void> {
-  const args = minimist(process.argv.slice(2), { string: ["stack", "topology", "reports"], boolean: ["yes", "force", "help"] });
-  if (args.help || !args.stack) {
-    console.log("usage: npx tsx drills/recreate.mts --stack <name> --yes [--topology <file.json>] [--reports reports] [--force]\n  destroys the stack with pulumi and re-creates it from the backup repository; --force destroys even when the archive is behind");
-    if (!args.help) process.exitCode = 2;
-    return;
-  }
-  const report = await runRecreateOnStack({ stack: args.stack as string, yes: Boolean(args.yes), force: Boolean(args.force), topologyFile: args.topology, reportsDir: args.reports ?? "reports" });
-  process.exitCode = exitCodeFor(report);
-}
-
 /**
  * The recreate drill on a real Pulumi stack (`homelab drill recreate` and this script's main): refuses
  * without `yes`, refuses when destroy would delete the backups, and (unless `force`) when the archive is
@@ -360,9 +349,19 @@ export class RecreateRefusedError extends Error {
   override name = "RecreateRefusedError";
 }
 
+// `npx tsx drills/recreate.mts --stack <stack> --yes [--topology <file.json>] [--reports <dir>] [--force]`: the
+// flags and the runner of `homelab drill recreate`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
-    console.error(`recreate drill: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 2;
-  });
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("recreate", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }
