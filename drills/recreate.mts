@@ -13,7 +13,7 @@
 // streaming replica (held to objectives.recreate.rto); the replica must stream and replay.
 //
 // How the stack is destroyed and created is the caller's `recreate(phase)` hook: `pulumi destroy` and
-// `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (main below), the e2e harness's
+// `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (pulumiRecreate below), the e2e harness's
 // destroy/apply in tests (test/e2e/recreate-harness.ts).
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
