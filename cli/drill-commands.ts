@@ -1,20 +1,28 @@
 // `homelab drill <name>|all` and `homelab report`: run drills against a stack's topology, and render the
-// accumulated history (Markdown + SVG chart of RTO/RPO per drill over time).
+// accumulated history (Markdown + SVG chart of RTO/RPO per drill over time). The flags and runner of each
+// drill are defined here once: drills/<name>.mts run on their own through drillScriptProgram(<name>).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Command, Option } from "commander";
+import { Command, Option } from "commander";
 import type { Topology } from "../components/topology.ts";
 import { currentPrimary, loadTopology, pgNodeStates } from "../drills/lib/topology.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
 import { exitCodeFor, loadHistory, renderChartSvg, renderHistoryMarkdown, type DrillReport } from "../drills/lib/report.ts";
 import { psqlOnNode } from "../drills/lib/nodes.ts";
 import { UsageError } from "./errors.ts";
+import { runProgram } from "./run.ts";
 import { preparePulumi } from "./setup.ts";
 
 export const DRILLS = ["redis", "backup-restore", "failover", "recreate"] as const;
 export type DrillName = (typeof DRILLS)[number];
 /** `drill all`: cheapest and least disruptive first; recreate (destroys the tier) only when asked by name. */
 export const ALL_ORDER: DrillName[] = ["redis", "backup-restore", "failover"];
+/** What --variant accepts, per drill; a drill not listed takes no --variant. */
+export const VARIANTS: Partial<Record<DrillName, readonly string[]>> = { "backup-restore": ["pitr", "latest", "both"], redis: ["restart", "replica-promotion"] };
+const VARIANT_HELP: Partial<Record<DrillName, string>> = {
+  "backup-restore": "pitr (to a target time), latest (the whole archive) or both (default)",
+  redis: "restart or replica-promotion (default: replica-promotion when the stack has a redis-replica node)",
+};
 
 interface DrillFlags {
   stack?: string;
@@ -25,62 +33,114 @@ interface DrillFlags {
   force?: boolean;
 }
 
-type Runner = (topology: Topology, flags: DrillFlags) => Promise<DrillReport>;
+/** Runs one drill; `topology()` reads the stack's topology (the recreate drill reads it itself, after its refusals). */
+type Runner = (topology: () => Promise<Topology>, flags: DrillFlags) => Promise<DrillReport>;
 
 /** Each drill module exports run<Name>Drill(opts) -> DrillReport (drills/<name>.mts). */
 export const RUNNERS: Record<DrillName, Runner> = {
-  redis: async (topology, flags) =>
-    (await import("../drills/redis.mts")).runRedisDrill({
-      topology,
+  redis: async (topology, flags) => {
+    const t = await topology();
+    return (await import("../drills/redis.mts")).runRedisDrill({
+      topology: t,
       reportsDir: flags.reports,
       // With a Redis replica in the stack, promotion is the recovery to rehearse unless asked otherwise.
-      variant: (flags.variant as "restart" | "replica-promotion" | undefined) ?? (topology.nodes.some((n) => n.role === "redis-replica") ? "replica-promotion" : "restart"),
-    }),
+      variant: (flags.variant as "restart" | "replica-promotion" | undefined) ?? (t.nodes.some((n) => n.role === "redis-replica") ? "replica-promotion" : "restart"),
+    });
+  },
   "backup-restore": async (topology, flags) =>
-    (await import("../drills/backup-restore.mts")).runBackupRestoreDrill({ topology, reportsDir: flags.reports, variant: (flags.variant as "pitr" | "latest" | "both" | undefined) ?? "both" }),
-  failover: async (topology, flags) => (await import("../drills/failover.mts")).runFailoverDrill({ topology, reportsDir: flags.reports }),
+    (await import("../drills/backup-restore.mts")).runBackupRestoreDrill({ topology: await topology(), reportsDir: flags.reports, variant: (flags.variant as "pitr" | "latest" | "both" | undefined) ?? "both" }),
+  failover: async (topology, flags) => (await import("../drills/failover.mts")).runFailoverDrill({ topology: await topology(), reportsDir: flags.reports }),
   recreate: async (_topology, flags) => {
-    if (!flags.stack) throw new UsageError(["drill recreate: --stack is required (it destroys and re-creates the stack with pulumi)"]);
     const { runRecreateOnStack } = await import("../drills/recreate.mts");
-    return runRecreateOnStack({ stack: flags.stack, yes: Boolean(flags.yes), force: Boolean(flags.force), topologyFile: flags.topology, reportsDir: flags.reports });
+    return runRecreateOnStack({ stack: flags.stack!, yes: Boolean(flags.yes), force: Boolean(flags.force), topologyFile: flags.topology, reportsDir: flags.reports });
   },
 };
 
+/**
+ * The flags a drill reads, the one list behind `homelab drill` (every flag, `drill` undefined) and each
+ * drills/<name>.mts (only the flags that drill reads; --variant limited to its variants).
+ */
+export function drillOptions(drill?: DrillName): Option[] {
+  const variants = drill ? VARIANTS[drill] : [...new Set(Object.values(VARIANTS).flat())];
+  const variantHelp = drill ? (VARIANT_HELP[drill] ?? "") : Object.entries(VARIANT_HELP).map(([d, help]) => `${d}: ${help}`).join("; ");
+  const options = [
+    new Option("--stack <name>", "read the topology from `pulumi stack output topology --json --stack <name>`"),
+    new Option("--topology <file>", "read the topology from a JSON file instead"),
+    new Option("--reports <dir>", "reports folder (history accumulates here)").default("reports"),
+  ];
+  if (variants) options.push(new Option("--variant <variant>", variantHelp).choices(variants));
+  if (!drill || drill === "recreate") {
+    options.push(
+      new Option("--yes", "recreate: confirm that the stack is destroyed and re-created from its backups").default(false),
+      new Option("--force", "recreate: destroy even when the archive is behind (loses what was not archived)").default(false),
+    );
+  }
+  return options;
+}
+
+/** Flag problems for running `drills`; in the CLI (`cli`) each names the command (`drill: ...`). */
+function flagProblems(drills: readonly DrillName[], flags: DrillFlags, cli: boolean): string[] {
+  if (!flags.stack && !flags.topology) return [`${cli ? "drill: " : ""}--stack <name> or --topology <file> is required`];
+  if (drills.includes("recreate") && !flags.stack) return [`${cli ? "drill recreate: " : ""}--stack is required (it destroys and re-creates the stack with pulumi)`];
+  return [];
+}
+
+/** Runs `drills` in order, printing one verdict line each; resolves with the worst exit code. */
+async function runDrills(drills: readonly DrillName[], flags: DrillFlags): Promise<number> {
+  // The toolchain, backend and passphrase `homelab up` used, in any new shell.
+  if (flags.stack) await preparePulumi();
+  let worst = 0;
+  for (const drill of drills) {
+    // Re-read the topology per drill: a drill may move roles (failover) or re-create nodes.
+    const report = await RUNNERS[drill](() => loadTopology({ stack: flags.stack, file: flags.topology }), flags);
+    const code = exitCodeFor(report);
+    console.log(`${drill}: ${report.verdict.toUpperCase()}${code === 0 ? "" : ` (${report.checks.filter((c) => !c.ok).map((c) => c.detail).join("; ")})`}`);
+    worst = Math.max(worst, code);
+  }
+  return worst;
+}
+
+/** drills/<drill>.mts on its own: `homelab drill <drill>`'s flags (those it reads) and runner, no name argument. */
+export function drillScriptProgram(drill: DrillName): Command {
+  const program = new Command(`drills/${drill}.mts`)
+    .description(`The ${drill} drill on its own, as \`homelab drill ${drill}\`; exits 1 when an objective is missed, 2 on a usage mistake`)
+    .exitOverride()
+    .action(async (flags: DrillFlags) => {
+      const problems = flagProblems([drill], flags, false);
+      if (problems.length > 0) throw new UsageError(problems);
+      process.exitCode = await runDrills([drill], flags);
+    });
+  for (const option of drillOptions(drill)) program.addOption(option);
+  return program;
+}
+
+/** The main of drills/<drill>.mts: parses `argv`, runs the drill, resolves with the exit code. */
+export function runDrillScript(drill: DrillName, argv: readonly string[]): Promise<number> {
+  return runProgram(drillScriptProgram(drill), argv, `${drill} drill`);
+}
+
 export function registerDrillCommands(program: Command): void {
-  program
+  const command = program
     .command("drill")
     .description(`Run a drill (${DRILLS.join(", ")}) or all of them (${ALL_ORDER.join(" -> ")}) against a stack; exits non-zero when an objective is missed`)
-    .argument("<name>", `${DRILLS.join(" | ")} | all`)
-    .option("--stack <name>", "read the topology from `pulumi stack output topology --json --stack <name>`")
-    .option("--topology <file>", "read the topology from a JSON file instead")
-    .option("--reports <dir>", "reports folder (history accumulates here)", "reports")
-    .addOption(new Option("--variant <variant>", "backup-restore: pitr, latest or both; redis: restart or replica-promotion").choices(["pitr", "latest", "both", "restart", "replica-promotion"]))
-    .option("--yes", "recreate: confirm that the stack is destroyed and re-created from its backups", false)
-    .option("--force", "recreate: destroy even when the archive is behind (loses what was not archived)", false)
-    .action(async (name: string, flags: DrillFlags) => {
-      const names = name === "all" ? ALL_ORDER : [name];
-      const unknown = names.filter((n) => !(DRILLS as readonly string[]).includes(n));
-      if (unknown.length > 0) throw new UsageError([`drill: got ${JSON.stringify(name)}; expected one of ${[...DRILLS, "all"].join(", ")}`]);
-      if (!flags.stack && !flags.topology) throw new UsageError(["drill: --stack <name> or --topology <file> is required"]);
-      const variants: Partial<Record<DrillName, string[]>> = { "backup-restore": ["pitr", "latest", "both"], redis: ["restart", "replica-promotion"] };
-      for (const n of names as DrillName[]) {
-        if (flags.variant && name !== "all" && !variants[n]?.includes(flags.variant)) {
-          throw new UsageError([`--variant: got ${JSON.stringify(flags.variant)}; drill ${n} accepts ${variants[n]?.join(", ") ?? "no variant"}`]);
-        }
+    .argument("<name>", `${DRILLS.join(" | ")} | all`);
+  for (const option of drillOptions()) command.addOption(option);
+  command.action(async (name: string, flags: DrillFlags) => {
+    const names = name === "all" ? ALL_ORDER : [name];
+    const unknown = names.filter((n) => !(DRILLS as readonly string[]).includes(n));
+    if (unknown.length > 0) throw new UsageError([`drill: got ${JSON.stringify(name)}; expected one of ${[...DRILLS, "all"].join(", ")}`]);
+    const drills = names as DrillName[];
+    const problems = flagProblems(drills, flags, true);
+    if (problems.length > 0) throw new UsageError(problems);
+    for (const n of drills) {
+      if (flags.variant && name !== "all" && !VARIANTS[n]?.includes(flags.variant)) {
+        throw new UsageError([`--variant: got ${JSON.stringify(flags.variant)}; drill ${n} accepts ${VARIANTS[n]?.join(", ") ?? "no variant"}`]);
       }
-      if (flags.stack) await preparePulumi();
-      let worst = 0;
-      for (const drill of names as DrillName[]) {
-        // Re-read the topology per drill: a drill may move roles (failover) or re-create nodes.
-        const topology = await loadTopology({ stack: flags.stack, file: flags.topology });
-        const report = await RUNNERS[drill](topology, flags);
-        const code = exitCodeFor(report);
-        console.log(`${drill}: ${report.verdict.toUpperCase()}${code === 0 ? "" : ` (${report.checks.filter((c) => !c.ok).map((c) => c.detail).join("; ")})`}`);
-        worst = Math.max(worst, code);
-      }
-      if (name === "all") worst = Math.max(worst, await assertRedundant(await loadTopology({ stack: flags.stack, file: flags.topology })));
-      process.exitCode = worst;
-    });
+    }
+    let worst = await runDrills(drills, flags);
+    if (name === "all") worst = Math.max(worst, await assertRedundant(await loadTopology({ stack: flags.stack, file: flags.topology })));
+    process.exitCode = worst;
+  });
 
   program
     .command("report")

@@ -20,8 +20,7 @@
 // preflight fails: a drill must not turn broken backups into a lost primary.
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import pg from "pg";
-import { parseArgv } from "zx";
+import pg, { escapeLiteral } from "pg";
 import { docker } from "../components/platform/docker-node.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
 import { assertDigestsEqual, assertRowsEqualAtTarget, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
@@ -43,10 +42,11 @@ import {
   type ArchiverState,
   type RestoreVariant,
 } from "./lib/pitr.ts";
-import { Probe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
+import { Probe } from "./lib/probe.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, removeNodeCopy, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
-import { currentPrimary, loadTopology, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { currentPrimary, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "backup-restore";
@@ -122,7 +122,6 @@ interface TargetMark {
   digest: Record<string, string>;
 }
 
-const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const withPg = <T,>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(config, fn, "homelab-drill-backup-restore");
@@ -238,7 +237,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     writer = w;
     await log.step("start the writer", async () => {
       w.start();
-      await waitFor(() => w.acknowledged().length > 0 || !w.isRunning(), { timeoutMs: 30_000, label: "first acknowledged write" });
+      await waitFor("first acknowledged write", () => w.acknowledged().length > 0 || !w.isRunning(), { timeoutMs: 30_000 });
       if (w.acknowledged().length === 0) throw new Error(`the writer stopped before its first write: ${w.getStats().fatalError ?? w.getStats().lastError ?? "unknown"}`);
     }, () => `first seq ${w.firstSeq()} on ${primary.name}`);
     const firstSeq = w.firstSeq() ?? 1;
@@ -288,14 +287,13 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       const segment = await psqlOnNode(ctl, primary, "SELECT pg_walfile_name(pg_switch_wal())");
       let newest = "";
       await waitFor(
+        `WAL segment ${segment} in the repository`,
         async () => {
           newest = (await repositoryInfo(ctl, repository, stanza)).state.newestArchivedWal ?? "";
           return newest >= segment;
         },
-        { timeoutMs: 120_000, intervalMs: 100, label: `WAL segment ${segment} in the repository` },
-      ).catch((e: Error) => {
-        throw new Error(`${e.message}; newest archived: ${newest || "none"}`);
-      });
+        { timeoutMs: 120_000, intervalMs: 100, state: () => `newest archived: ${newest || "none"}` },
+      );
       return segment;
     }, (s) => `repository holds ${s}`);
 
@@ -595,15 +593,23 @@ async function dockerLogs(node: ControlledNode): Promise<string> {
   return `${r.stdout}\n${r.stderr}`;
 }
 
+/**
+ * `<indexes checked> <their names, comma-separated>` after bt_index_check (heapallindexed) over every btree
+ * index of `tables` in schema public. Runs through `psql -c` (no bind parameters): the names are quoted
+ * by node-postgres' escapeLiteral.
+ */
+export function amcheckSql(tables: readonly string[]): string {
+  const names = tables.map((t) => escapeLiteral(t)).join(", ");
+  // The copy inherits synchronous_standby_names: a commit would wait for standbys it will never have.
+  // count(x.checked) makes every bt_index_check run (void::text is ''); an index that fails raises an error.
+  return `SET synchronous_commit = local; CREATE EXTENSION IF NOT EXISTS amcheck; SELECT count(x.checked) || ' ' || coalesce(string_agg(x.relname, ',' ORDER BY x.relname), '') FROM (SELECT c.relname, bt_index_check(c.oid, true)::text AS checked FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam JOIN pg_class tb ON tb.oid = i.indrelid WHERE am.amname = 'btree' AND tb.relname IN (${names}) AND tb.relnamespace = 'public'::regnamespace) x`;
+}
+
 /** amcheck (bt_index_check with heapallindexed) over every btree index of the workload tables. */
 async function amcheck(ctl: NodeControl, copy: ControlledNode, database: string, variant: RestoreVariant): Promise<Check> {
   const name = `${variant}: amcheck on the workload's indexes`;
-  const tables = WORKLOAD_TABLES.map(sqlLiteral).join(", ");
-  // The copy inherits synchronous_standby_names: a commit would wait for standbys it will never have.
-  // count(x.checked) makes every bt_index_check run (void::text is ''); an index that fails raises an error.
-  const sql = `SET synchronous_commit = local; CREATE EXTENSION IF NOT EXISTS amcheck; SELECT count(x.checked) || ' ' || coalesce(string_agg(x.relname, ',' ORDER BY x.relname), '') FROM (SELECT c.relname, bt_index_check(c.oid, true)::text AS checked FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam JOIN pg_class tb ON tb.oid = i.indrelid WHERE am.amname = 'btree' AND tb.relname IN (${tables}) AND tb.relnamespace = 'public'::regnamespace) x`;
   try {
-    const out = await psqlOnNode(ctl, copy, sql, { database, timeoutMs: 600_000 });
+    const out = await psqlOnNode(ctl, copy, amcheckSql(WORKLOAD_TABLES), { database, timeoutMs: 600_000 });
     const [count = "0", list = ""] = out.trim().split(/\s+/, 2);
     const n = Number(count);
     return check(name, n > 0, n > 0 ? `${n} btree indexes clean (bt_index_check, heapallindexed): ${list}` : "no btree index of the workload tables found to check");
@@ -702,15 +708,14 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
     const want = replicas.map((r) => r.container.env.HOMELAB_APPLICATION_NAME ?? r.name.replace(/-/g, "_"));
     let rows = "";
     await waitFor(
+      `replicas ${want.join(", ")} streaming from ${lost.name}`,
       async () => {
         rows = await psqlOnNode(ctl, lost, "SELECT coalesce(string_agg(application_name || ':' || state, ',' ORDER BY application_name), '') FROM pg_stat_replication");
         const streaming = new Set(rows.split(",").filter((r) => r.endsWith(":streaming")).map((r) => r.split(":")[0]));
         return want.every((n) => streaming.has(n));
       },
-      { timeoutMs: 300_000, label: `replicas ${want.join(", ")} streaming from ${lost.name}` },
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; pg_stat_replication: ${rows || "empty"}`);
-    });
+      { timeoutMs: 300_000, state: () => `pg_stat_replication: ${rows || "empty"}` },
+    );
     const primary = await currentPrimary(t, ctl);
     if (primary.name !== lost.name) throw new Error(`${primary.name} answers as primary, expected the rebuilt ${lost.name}`);
     a.evidence.rebuilt = { primary: lost.name, streaming: rows, timeline: (await psqlOnNode(ctl, lost, "SELECT timeline_id FROM pg_control_checkpoint()")).trim() };
@@ -719,27 +724,19 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
 }
 
 // ---------------------------------------------------------------------------------------------- main
-
-async function main(): Promise<void> {
-  const args = parseArgv(process.argv.slice(2), { string: ["stack", "topology", "reports", "variant"], boolean: ["help"] });
-  const usage = "usage: npx tsx drills/backup-restore.mts (--stack <name> | --topology <file.json>) [--variant pitr|latest|both] [--reports <dir>]";
-  if (args.help) {
-    console.log(usage);
-    return;
-  }
-  const variant = String(args.variant ?? "both");
-  if (!["pitr", "latest", "both"].includes(variant)) throw new Error(`--variant: got ${JSON.stringify(variant)}; expected pitr, latest or both\n${usage}`);
-  if (!args.stack && !args.topology) throw new Error(`--stack <name> or --topology <file.json> is required\n${usage}`);
-  const topology = await loadTopology({ stack: args.stack as string | undefined, file: args.topology as string | undefined });
-  const report = await runBackupRestoreDrill({ topology, variant: variant as BackupRestoreVariant, reportsDir: (args.reports as string | undefined) ?? "reports" });
-  console.log(`${DRILL}: ${report.verdict.toUpperCase()}`);
-  for (const c of report.checks.filter((x) => !x.ok)) console.log(`  ✖ ${c.name}: ${c.detail}`);
-  process.exitCode = exitCodeFor(report);
-}
-
+// `npx tsx drills/backup-restore.mts --stack <stack> | --topology <file.json> [--variant ...] [--reports <dir>]`:
+// the flags and the runner of `homelab drill backup-restore`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
-    console.error(`backup-restore drill: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 2;
-  });
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("backup-restore", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

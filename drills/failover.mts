@@ -10,17 +10,17 @@
 // run time, so a second run fails back. Only the measuring lives in drills/lib; this file orchestrates.
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import pg from "pg";
-import { parseArgv } from "zx";
+import pg, { escapeIdentifier, escapeLiteral } from "pg";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { recreateContainer, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, pgReadProbe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
-import { currentPrimary, loadTopology, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { Probe, pgReadProbe } from "./lib/probe.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { currentPrimary, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
 
 export const DRILL = "failover";
@@ -78,13 +78,12 @@ function streamingName(node: TopologyNode): { applicationName: string; slot: str
   const applicationName = node.container.env.HOMELAB_APPLICATION_NAME ?? fallback;
   const slot = node.container.env.HOMELAB_REPLICATION_SLOT ?? fallback;
   for (const [what, v] of [["application_name", applicationName], ["replication slot", slot]] as const) {
-    // Interpolated into SQL below: only what homelab-configure-standby itself accepts.
+    // Only what homelab-configure-standby itself accepts (and PostgreSQL takes as a slot name); quoted all
+    // the same where it goes into SQL (failoverSql).
     if (!/^[a-z0-9_]{1,63}$/.test(v)) throw new Error(`node ${node.name}: ${what} ${JSON.stringify(v)} is not [a-z0-9_]{1,63}`);
   }
   return { applicationName, slot };
 }
-
-const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
 
 interface ReplicationRow {
   applicationName: string;
@@ -103,6 +102,23 @@ async function replicationRows(ctl: NodeControl, primary: TopologyNode): Promise
       return { applicationName, state, syncState };
     });
 }
+
+/**
+ * The SQL this drill builds from values (it goes through `psql -c` on a node, psqlOnNode: no bind
+ * parameters there), each value quoted by node-postgres' own escapeLiteral / escapeIdentifier.
+ */
+export const failoverSql = {
+  /** One row `current LSN|state|sent|flush|replay|flush lag bytes|replay lag bytes` for a standby (state `absent` without one). */
+  replicationLag: (applicationName: string): string =>
+    `select pg_current_wal_lsn()::text || '|' || coalesce(r.state, 'absent') || '|' || coalesce(r.sent_lsn::text, '') || '|' || coalesce(r.flush_lsn::text, '') || '|' || coalesce(r.replay_lsn::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn)::bigint::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text, '') from (select 1) one left join pg_stat_replication r on r.application_name = ${escapeLiteral(applicationName)}`,
+  /** The settings, a reload, then pg_promote: one psql round trip (ALTER SYSTEM works on a standby). */
+  promote: (settings: readonly [string, string][]): string[] => [...settings.map(([name, value]) => `ALTER SYSTEM SET ${escapeIdentifier(name)} = ${escapeLiteral(value)}`), "SELECT pg_reload_conf()", "SELECT pg_promote(true, 60)"],
+  resetSettings: (settings: readonly [string, string][]): string[] => [...settings.map(([name]) => `ALTER SYSTEM RESET ${escapeIdentifier(name)}`), "SELECT pg_reload_conf()"],
+  dropInactiveSlot: (slot: string): string => `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${escapeLiteral(slot)} and not active`,
+  /** A physical slot reserving WAL from now on, replacing an inactive leftover of the same name. */
+  recreateSlot: (slot: string): string[] => [failoverSql.dropInactiveSlot(slot), `select pg_create_physical_replication_slot(${escapeLiteral(slot)}, true)`],
+  timelineHistory: (timeline: number): string => `select pg_read_file(${escapeLiteral(`pg_wal/${timeline.toString(16).toUpperCase().padStart(8, "0")}.history`)})`,
+};
 
 const describeRows = (rows: ReplicationRow[]) => (rows.length === 0 ? "none" : rows.map((r) => `${r.applicationName || "?"} ${r.state} (${r.syncState})`).join(", "));
 
@@ -187,7 +203,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
         await withPg(primaryConfig, (c) => ensureWorkloadSchema(c));
         writer = new AckWriter({ connection: primaryConfig, runId, writesPerSecond: opts.writesPerSecond ?? 100, connectTimeoutMs: 1000, queryTimeoutMs: 2000, backoffMs: 20, maxBackoffMs: PROBE_INTERVAL_MS });
         writer.start();
-        await waitFor(() => (writer!.getStats().fatalError ? Promise.reject(new Error(writer!.getStats().fatalError)) : writer!.acknowledged().length > 0), { timeoutMs: 15_000, label: "first acknowledged write on the primary" });
+        await waitFor("first acknowledged write on the primary", () => (writer!.getStats().fatalError ? Promise.reject(new Error(writer!.getStats().fatalError)) : writer!.acknowledged().length > 0), { timeoutMs: 15_000 });
         await new Promise((r) => setTimeout(r, WARMUP_MS));
       },
       () => `${writer!.getStats().acknowledged} acknowledged writes on ${primary.name} (first seq ${writer!.firstSeq()})`,
@@ -201,11 +217,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       "replication lag before the fault",
       async () => {
         const { applicationName } = streamingName(replica);
-        const out = await psqlOnNode(
-          ctl,
-          primary,
-          `select pg_current_wal_lsn()::text || '|' || coalesce(r.state, 'absent') || '|' || coalesce(r.sent_lsn::text, '') || '|' || coalesce(r.flush_lsn::text, '') || '|' || coalesce(r.replay_lsn::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.flush_lsn)::bigint::text, '') || '|' || coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text, '') from (select 1) one left join pg_stat_replication r on r.application_name = ${sqlLiteral(applicationName)}`,
-        );
+        const out = await psqlOnNode(ctl, primary, failoverSql.replicationLag(applicationName));
         const [currentLsn = "", state = "", sentLsn = "", flushLsn = "", replayLsn = "", flushLag = "", replayLag = ""] = out.split("|");
         evidence.beforeFault = { primaryLsn: currentLsn, replicaState: state, sentLsn, flushLsn, replayLsn, flushLagBytes: flushLag === "" ? null : Number(flushLag), replayLagBytes: replayLag === "" ? null : Number(replayLag) };
         return flushLag === "" ? null : Number(flushLag);
@@ -229,8 +241,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
     const detectedAtMs = await log.step(
       "detect",
       async () => {
-        await waitFor(() => probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES) !== undefined, { timeoutMs: 30_000, intervalMs: 10, label: `${primary.name} unreachable (${DETECTION_CONSECUTIVE_FAILURES} failed probes in a row)` });
-        return probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES)!;
+        return waitFor(`${primary.name} unreachable (${DETECTION_CONSECUTIVE_FAILURES} failed probes in a row)`, () => probe!.failingSince(faultAtMs, DETECTION_CONSECUTIVE_FAILURES), { timeoutMs: 30_000, intervalMs: 10 });
       },
       (at) => `${primary.name} declared down ${formatDuration(at - faultAtMs)} after the fault (${probe!.lastError() ?? "no error text"})`,
     );
@@ -246,8 +257,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         // One psql round trip: the relaxed settings, a reload, then pg_promote (ALTER SYSTEM works on a
         // standby). Both are reset on both nodes once the old primary has rejoined.
-        const statements = [...PROMOTION_SETTINGS(sync).map(([name, value]) => `ALTER SYSTEM SET ${name} = ${sqlLiteral(value)}`), "SELECT pg_reload_conf()", "SELECT pg_promote(true, 60)"];
-        const out = await psqlOnNode(ctl, replica, statements, { timeoutMs: 90_000 });
+        const out = await psqlOnNode(ctl, replica, failoverSql.promote(PROMOTION_SETTINGS(sync)), { timeoutMs: 90_000 });
         const promoted = out.split("\n").pop()?.trim();
         if (promoted !== "t") throw new Error(`pg_promote(true, 60) on ${replica.name} answered ${JSON.stringify(promoted)}: promotion did not finish within 60 s`);
         return Date.now();
@@ -262,18 +272,18 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         w.repoint(replicaConfig);
         // Only a write whose transaction started after the repoint counts: it can only be on the new primary.
-        await waitFor(
+        return waitFor(
+          `first acknowledged write on ${replica.name}`,
           () => {
             const fatal = w.getStats().fatalError;
-            if (fatal) return Promise.reject(new Error(`writer stopped: ${fatal}`));
-            return w.firstAcknowledgedAfter(repointAtMs) !== undefined;
+            if (fatal) throw new Error(`writer stopped: ${fatal}`);
+            return w.firstAcknowledgedAfter(repointAtMs);
           },
-          { timeoutMs: Math.max(30_000, objective.rto * 3000), intervalMs: 10, label: `first acknowledged write on ${replica.name}` },
+          { timeoutMs: Math.max(30_000, objective.rto * 3000), intervalMs: 10 },
         ).catch((e: Error) => {
           checks.push(assertRtoWithin(undefined, objective.rto));
           throw e;
         });
-        return w.firstAcknowledgedAfter(repointAtMs)!;
       },
       (a) => `first acknowledged write on ${replica.name}: seq ${a.seq}, ${formatDuration(a.clientTimeMs - faultAtMs)} after the fault`,
     );
@@ -311,7 +321,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
         // The new timeline and where it branched off: the timeline history file the promotion wrote.
         const walfile = await psqlOnNode(ctl, replica, "select pg_walfile_name(pg_current_wal_lsn())");
         const timeline = parseInt(walfile.slice(0, 8), 16);
-        const history = await psqlOnNode(ctl, replica, `select pg_read_file('pg_wal/${timeline.toString(16).toUpperCase().padStart(8, "0")}.history')`).catch(() => "");
+        const history = await psqlOnNode(ctl, replica, failoverSql.timelineHistory(timeline)).catch(() => "");
         const branch = parseTimelineHistory(history);
         evidence.timeline = { new: timeline, previous: branch?.parentTimeline ?? null, promoteLsn: branch?.switchpoint ?? null };
         return { measured, branch };
@@ -337,11 +347,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       // rewind of THIS node then finds a checkpoint on the new timeline instead of needing WAL from before
       // the promotion, which may be recycled by then. Then the slot, reserving WAL from now on (a
       // leftover from an earlier run is replaced).
-      await psqlOnNode(ctl, replica, [
-        "CHECKPOINT",
-        `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(oldName.slot)} and not active`,
-        `select pg_create_physical_replication_slot(${sqlLiteral(oldName.slot)}, true)`,
-      ]);
+      await psqlOnNode(ctl, replica, ["CHECKPOINT", ...failoverSql.recreateSlot(oldName.slot)]);
       // Never start the old primary's own container again: without standby.signal it would come up as a
       // second primary. Its data volume goes to a `restore` container instead (image README "Drill recipes").
       rejoined = await snapshotDockerNode(primary);
@@ -388,7 +394,15 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       if (start.code !== 0) throw new Error(`homelab-start on ${primary.name} failed: ${(start.stdout + start.stderr).trim().split("\n").slice(-3).join(" | ")}`);
 
       const waitMs = Math.max(60_000, objective.redundancyRestored * 1000 + 60_000 - (Date.now() - faultAtMs));
-      await waitFor(async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: waitMs, label: `${primary.name} streaming from ${replica.name}` }).catch((e: Error) => {
+      let standbys: ReplicationRow[] = [];
+      await waitFor(
+        `${primary.name} streaming from ${replica.name}`,
+        async () => {
+          standbys = await replicationRows(ctl, replica);
+          return standbys.some((r) => r.applicationName === oldName.applicationName && r.state === "streaming");
+        },
+        { timeoutMs: waitMs, state: () => `standbys of ${replica.name}: ${describeRows(standbys)}` },
+      ).catch((e: Error) => {
         checks.push(assertRtoWithin(undefined, objective.redundancyRestored, "redundancy restored"));
         throw e;
       });
@@ -397,7 +411,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       checks.push(assertRtoWithin(restoredS, objective.redundancyRestored, "redundancy restored"));
       phase.done(`${primary.name} streams from ${replica.name}; redundancy restored ${formatSeconds(restoredS)} after the fault${diverged ? ` (diverged at ${diverged[1]})` : ""}`);
       // The rejoined node's slot from its primary days pins WAL there for nothing: drop it.
-      await psqlOnNode(ctl, primary, `select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${sqlLiteral(newName.slot)} and not active`).catch((e: Error) => log.warn(`could not drop the stale slot ${newName.slot} on ${primary.name}: ${e.message}`));
+      await psqlOnNode(ctl, primary, failoverSql.dropInactiveSlot(newName.slot)).catch((e: Error) => log.warn(`could not drop the stale slot ${newName.slot} on ${primary.name}: ${e.message}`));
     });
 
     // ------------------------------------------------------------------------------ 10. settings back
@@ -406,18 +420,19 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       async () => {
         // Back to the stack's postgresql.conf on both nodes (pg_rewind copied the new primary's
         // postgresql.auto.conf, relaxed settings included, to the rejoined one).
-        const resets = [...PROMOTION_SETTINGS(sync).map(([name]) => `ALTER SYSTEM RESET ${name}`), "SELECT pg_reload_conf()"];
+        const resets = failoverSql.resetSettings(PROMOTION_SETTINGS(sync));
         for (const node of [replica, primary]) await psqlOnNode(ctl, node, resets);
         const reset = `${PROMOTION_SETTINGS(sync).map(([name]) => name).join(", ")} reset on ${replica.name} and ${primary.name}`;
         if (!sync) return reset;
         let rows: ReplicationRow[] = [];
         const isSyncStandby = (r: ReplicationRow) => r.applicationName === oldName.applicationName && r.state === "streaming" && ["sync", "quorum"].includes(r.syncState);
         await waitFor(
+          "synchronous standby",
           async () => {
             rows = await replicationRows(ctl, replica);
             return rows.some(isSyncStandby);
           },
-          { timeoutMs: 30_000, label: "synchronous standby" },
+          { timeoutMs: 30_000 },
         ).catch(() => {});
         const names = await psqlOnNode(ctl, replica, "show synchronous_standby_names");
         const ok = names !== "" && rows.some(isSyncStandby);
@@ -436,7 +451,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       const snapshot = rejoined;
       await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
         await recreateContainer(snapshot, { timeoutSeconds: 120 });
-        await waitFor(async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000, label: `${primary.name} streaming from ${replica.name} again` });
+        await waitFor(`${primary.name} streaming from ${replica.name} again`, async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000 });
         return `HOMELAB_ROLE=${primary.container.env.HOMELAB_ROLE ?? "?"} as the stack made it; streaming from ${replica.name}`;
       }, (detail) => detail);
     }
@@ -466,26 +481,19 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
 }
 
 // ---------------------------------------------------------------------------------------------- CLI
-
-async function main(argv: string[]): Promise<number> {
-  const args = parseArgv(argv, { string: ["stack", "topology", "reports"], boolean: ["help"] });
-  if (args.help || (!args.stack && !args.topology)) {
-    console.error("usage: npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]");
-    return args.help ? 0 : 2;
-  }
-  const topology = await loadTopology({ stack: args.stack as string | undefined, file: args.topology as string | undefined });
-  const report = await runFailoverDrill({ topology, reportsDir: (args.reports as string | undefined) ?? "reports" });
-  return exitCodeFor(report);
-}
-
+// `npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]`: the flags and the
+// runner of `homelab drill failover`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      console.error(`failover drill: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 2;
-    },
-  );
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("failover", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

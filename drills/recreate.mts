@@ -13,13 +13,12 @@
 // streaming replica (held to objectives.recreate.rto); the replica must stream and replay.
 //
 // How the stack is destroyed and created is the caller's `recreate(phase)` hook: `pulumi destroy` and
-// `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (main below), the e2e harness's
+// `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (pulumiRecreate below), the e2e harness's
 // destroy/apply in tests (test/e2e/recreate-harness.ts).
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
-import { minimist } from "zx";
+import { $ } from "zx";
 import { parseSize } from "../components/config/units.ts";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
@@ -27,9 +26,10 @@ import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, typ
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, pgWriteProbe, waitFor } from "./lib/probe.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
+import { Probe, pgWriteProbe } from "./lib/probe.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
+import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
 
 export type RecreatePhase = "destroy" | "create";
@@ -122,10 +122,10 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     const archived = await log.step("force a WAL switch and wait until the repository has it", async () => {
       const [segment = "", switchLsn = ""] = (await psqlOnNode(ctl, pre.primary, "select pg_walfile_name(l) || ' ' || l from (select pg_switch_wal() as l) s")).split(" ");
       let repo: RepositoryState | undefined;
-      const reached = await waitFor(async () => {
+      const reached = await waitFor(`segment ${segment} in the repository`, async () => {
         repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
         return repo.newestArchivedWal !== null && compareWalSegments(repo.newestArchivedWal, segment) >= 0;
-      }, { timeoutMs: archiveWaitMs, label: `segment ${segment} in the repository` }).then(() => true, () => false);
+      }, { timeoutMs: archiveWaitMs }).then(() => true, () => false);
       return { segment, switchLsn, reached, newest: repo?.newestArchivedWal ?? null };
     }, (a) => (a.reached ? `segment ${a.segment} (switch at ${a.switchLsn}) archived; newest in the repository ${a.newest}` : `segment ${a.segment} NOT in the repository after ${formatDuration(archiveWaitMs)} (newest: ${a.newest ?? "none"})`));
     evidence.walSwitch = { segment: archived.segment, lsn: archived.switchLsn, archived: archived.reached, newestArchived: archived.newest };
@@ -182,8 +182,13 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     if (firstWriteAtMs === undefined) throw new DrillAbort(`the re-created primary ${rebuiltPrimary.name} accepted no write (last probe error: ${p.lastError() ?? "none"})`);
     rto = rtoPhases([{ name: "destroy", atMs: destroyedAtMs }, { name: "restore + first acknowledged write", atMs: firstWriteAtMs }], faultAtMs);
 
+    let streamingReplicas = 0;
     const redundancyAtMs = await log.step(`primary + ${replicas.length} streaming replica${replicas.length === 1 ? "" : "s"}`, async () =>
-      waitFor(async () => Number(await psqlOnNode(ctl, rebuiltPrimary, "select count(*) from pg_stat_replication where state = 'streaming'")) >= replicas.length, { timeoutMs: createError ? 30_000 : recoveryTimeoutMs, label: "replicas streaming" }).then(
+      waitFor(
+        "replicas streaming",
+        async () => (streamingReplicas = Number(await psqlOnNode(ctl, rebuiltPrimary, "select count(*) from pg_stat_replication where state = 'streaming'"))) >= replicas.length,
+        { timeoutMs: createError ? 30_000 : recoveryTimeoutMs, state: () => `${streamingReplicas} of ${replicas.length} streaming from ${rebuiltPrimary.name}` },
+      ).then(
         () => Date.now(),
         (e: Error) => {
           log.warn(e.message);
@@ -231,11 +236,11 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
       const target = await psqlOnNode(ctl, rebuiltPrimary, "select pg_current_wal_lsn()");
       for (const replica of replicas) {
         let state = "";
-        const ok = await waitFor(async () => {
+        const ok = await waitFor(`${replica.name} replays ${target}`, async () => {
           state = await psqlOnNode(ctl, replica, "select pg_is_in_recovery() || ' ' || coalesce((select status from pg_stat_wal_receiver), 'none') || ' ' || coalesce(pg_last_wal_replay_lsn()::text, '0/0')");
           const [recovery, receiver, replayed = "0/0"] = state.split(" ");
           return recovery === "true" && receiver === "streaming" && walGapBytes(replayed, target) >= 0;
-        }, { timeoutMs: 60_000, label: `${replica.name} replays ${target}` }).then(() => true, () => false);
+        }, { timeoutMs: 60_000 }).then(() => true, () => false);
         checks.push(check(`${replica.name} streams and replays`, ok, ok ? `${replica.name}: in recovery, WAL receiver streaming, replayed past ${target}` : `${replica.name}: ${state || "no answer"} (recovery, WAL receiver, replay LSN); primary at ${target}`));
       }
     });
@@ -288,15 +293,24 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------- main
 
-/** Runs `pulumi <args> --stack <stack>` in the project root, output to the terminal; rejects on failure. */
-function pulumi(stack: string, args: string[], opts: { capture?: boolean } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("pulumi", [...args, "--stack", stack], { stdio: ["ignore", opts.capture ? "pipe" : "inherit", "inherit"] });
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
-    child.on("error", (e: NodeJS.ErrnoException) => reject(new Error(e.code === "ENOENT" ? `pulumi not found on PATH: run \`eval "$(bash tools/toolchain.sh --env)"\` first` : e.message)));
-    child.on("close", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`pulumi ${args.join(" ")} --stack ${stack} failed (exit ${code})`))));
-  });
+/**
+ * Runs `pulumi <args> --stack <stack>` (zx quotes each element) in the current directory (the project
+ * root). Its stdout goes to the terminal (pulumi up's progress) unless `capture`d and returned; its stderr
+ * is shown as it comes (hidden when capturing) and kept for the error, which names the command, its exit
+ * code and the last stderr lines. Never verbose: zx does not echo the command line.
+ */
+async function pulumi(stack: string, args: string[], opts: { capture?: boolean } = {}): Promise<string> {
+  const argv = [...args, "--stack", stack];
+  const command = `pulumi ${argv.join(" ")}`;
+  const r = await $({ stdio: ["ignore", opts.capture ? "pipe" : "inherit", "pipe"], nothrow: true, verbose: false, quiet: Boolean(opts.capture) })`pulumi ${argv}`;
+  // zx runs it through bash: a spawn failure comes back as `cause`, "not found" as exit 127.
+  if (r.cause) throw new Error(`${command} could not run: ${r.cause.message}`);
+  if (r.exitCode === 127) throw new Error(`pulumi not found on PATH: run \`eval "$(bash tools/toolchain.sh --env)"\` first`);
+  if (r.exitCode !== 0) {
+    const tail = r.stderr.trim().split("\n").slice(-5).join(" | ");
+    throw new Error(`${command} failed (${r.exitCode === null ? `killed by ${r.signal ?? "a signal"}` : `exit ${r.exitCode}`})${tail ? `: ${tail}` : ""}`);
+  }
+  return r.stdout.trim();
 }
 
 /**
@@ -312,17 +326,6 @@ export function pulumiRecreate(stack: string): (phase: RecreatePhase) => Promise
       await pulumi(stack, ["up", "--yes", "--skip-preview"]);
     }
   };
-}
-
-async function main(): Promise<void> {
-  const args = minimist(process.argv.slice(2), { string: ["stack", "topology", "reports"], boolean: ["yes", "force", "help"] });
-  if (args.help || !args.stack) {
-    console.log("usage: npx tsx drills/recreate.mts --stack <name> --yes [--topology <file.json>] [--reports reports] [--force]\n  destroys the stack with pulumi and re-creates it from the backup repository; --force destroys even when the archive is behind");
-    if (!args.help) process.exitCode = 2;
-    return;
-  }
-  const report = await runRecreateOnStack({ stack: args.stack as string, yes: Boolean(args.yes), force: Boolean(args.force), topologyFile: args.topology, reportsDir: args.reports ?? "reports" });
-  process.exitCode = exitCodeFor(report);
 }
 
 /**
@@ -345,9 +348,19 @@ export class RecreateRefusedError extends Error {
   override name = "RecreateRefusedError";
 }
 
+// `npx tsx drills/recreate.mts --stack <stack> --yes [--topology <file.json>] [--reports <dir>] [--force]`: the
+// flags and the runner of `homelab drill recreate`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
-    console.error(`recreate drill: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 2;
-  });
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("recreate", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

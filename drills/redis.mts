@@ -3,11 +3,11 @@
 //   npx tsx drills/redis.mts --stack local [--variant restart|replica-promotion] [--reports reports]
 //   npx tsx drills/redis.mts --topology topology.json
 //
-// restart (default): an INCR + XADD writer runs as the app user; the server is killed with SIGKILL and
+// restart (the default without a redis-replica node, as `homelab drill redis`): an INCR + XADD writer runs as the app user; the server is killed with SIGKILL and
 // started again; lost acknowledged writes (counter vs last acknowledged INCR, stream vs acknowledged XADD
 // ids) are held to objectives.redis.rpo (at most that many seconds of writes) and fault -> first
 // acknowledged write (probe every 100 ms) to objectives.redis.rto.
-// replica-promotion (stacks with a redis-replica node): the primary is killed and stays down, the replica
+// replica-promotion (stacks with a redis-replica node; their default): the primary is killed and stays down, the replica
 // is promoted with REPLICAOF NO ONE (as the `admin` ACL user, password read on the node) and clients go to
 // it; loss (replication is asynchronous) and RTO are measured the same way. Afterwards the drill
 // puts the stack back as built: the old primary is started and the replica follows it again.
@@ -19,13 +19,13 @@
 // appendfsync everysec; only losing the machine exercises the fsync policy.
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import { minimist } from "zx";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type PhaseMark, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, readSecret, type NodeControl } from "./lib/nodes.ts";
-import { Probe, waitFor } from "./lib/probe.ts";
+import { Probe } from "./lib/probe.ts";
+import { waitFor } from "./lib/wait.ts";
 import {
   RedisAckWriter,
   assessAof,
@@ -42,8 +42,8 @@ import {
   type RedisLoss,
   type RedisNodeAuth,
 } from "./lib/redis.ts";
-import { exitCodeFor, type DrillReport, concludeDrill } from "./lib/report.ts";
-import { loadTopology, nodeByRole, nodesByRole } from "./lib/topology.ts";
+import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { nodeByRole, nodesByRole } from "./lib/topology.ts";
 
 export type RedisDrillVariant = "restart" | "replica-promotion";
 
@@ -114,10 +114,10 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
         if (!admin) throw new DrillAbort("promotion needs the Redis admin user (REPLICAOF NO ONE); this stack's topology names no admin password file");
         // A replica resyncs for a moment after its primary restarted (e.g. the restart variant just ran).
         let info: Record<string, string> = {};
-        await waitFor(async () => {
+        await waitFor(`${replica.name} link up`, async () => {
           info = await redisInfoOnNode(ctl, replica, admin, "replication");
           return info.role === "slave" && info.master_link_status === "up";
-        }, { timeoutMs: 30_000, label: `${replica.name} link up` }).catch(() => undefined);
+        }, { timeoutMs: 30_000 }).catch(() => undefined);
         evidence.replicaBefore = pick(info, ["role", "master_host", "master_link_status", "master_repl_offset", "slave_repl_offset"]);
         const up = info.role === "slave" && info.master_link_status === "up";
         checks.push(check("replica streaming before the fault", up, up ? `${replica.name} replicates ${info.master_host}, link up, offset ${info.slave_repl_offset}` : `${replica.name}: role ${info.role}, master_link_status ${info.master_link_status ?? "none"}: nothing to promote`));
@@ -177,7 +177,8 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
           await ensureRunning(ctl, primary);
           const since = Date.now();
           await redisCliOnNode(ctl, replicaNode, adminAuth, ["REPLICAOF", primary.hostname, String(primary.internal.port ?? 6379)]);
-          await waitFor(async () => (await redisInfoOnNode(ctl, replicaNode, adminAuth, "replication")).master_link_status === "up", { timeoutMs: 60_000, label: `${replicaNode.name} link to ${primary.name} up` });
+          let link = "unknown";
+          await waitFor(`${replicaNode.name} link to ${primary.name} up`, async () => (link = (await redisInfoOnNode(ctl, replicaNode, adminAuth, "replication")).master_link_status ?? "none") === "up", { timeoutMs: 60_000, state: () => `master_link_status ${link}` });
           evidence.failBackSeconds = (Date.now() - since) / 1000;
           if (rto) rto.redundancyRestoredSeconds = (Date.now() - faultAtMs) / 1000;
         } });
@@ -274,24 +275,19 @@ function pick(o: Record<string, string>, keys: string[]): Record<string, string 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------- main
-
-async function main(): Promise<void> {
-  const args = minimist(process.argv.slice(2), { string: ["stack", "topology", "reports", "variant"], boolean: ["help"] });
-  if (args.help) {
-    console.log("usage: npx tsx drills/redis.mts (--stack <name> | --topology <file.json>) [--variant restart|replica-promotion] [--reports reports]");
-    return;
-  }
-  const variant = (args.variant ?? "restart") as string;
-  if (variant !== "restart" && variant !== "replica-promotion") throw new Error(`--variant: got ${JSON.stringify(variant)}; expected restart or replica-promotion`);
-  if (!args.stack && !args.topology) throw new Error("--stack <name> or --topology <file.json> is required");
-  const topology = await loadTopology({ stack: args.stack, file: args.topology });
-  const report = await runRedisDrill({ topology, variant, reportsDir: args.reports ?? "reports" });
-  process.exitCode = exitCodeFor(report);
-}
-
+// `npx tsx drills/redis.mts --stack <stack> | --topology <file.json> [--variant restart|replica-promotion]
+// [--reports <dir>]`: the flags and the runner of `homelab drill redis`, defined once in cli/drill-commands.ts.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((e: unknown) => {
-    console.error(`redis drill: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 2;
-  });
+  // Loaded only when run as a script (not when a test or the CLI imports this module).
+  void import("../cli/drill-commands.ts")
+    .then(({ runDrillScript }) => runDrillScript("redis", process.argv.slice(2)))
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
 }

@@ -4,6 +4,7 @@ export * from "./topology.ts";
 export * from "./nodes.ts";
 export * from "./writer.ts";
 export * from "./probe.ts";
+export * from "./wait.ts";
 export * from "./measure.ts";
 export * from "./assert.ts";
 export * from "./report.ts";

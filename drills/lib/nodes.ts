@@ -1,8 +1,9 @@
 // Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
 // topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform;
 // docker today, libvirt/ssh refused loudly until written.
-import { docker, sleep, type RunResult } from "../../components/platform/docker-node.ts";
+import { docker, type RunResult } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
+import { waitFor, WaitTimeoutError } from "./wait.ts";
 
 /** What node control needs of a topology node. */
 export type ControlledNode = Pick<TopologyNode, "name" | "handle" | "dataVolumes">;
@@ -67,11 +68,11 @@ export class DockerNodeControl implements NodeControl {
     const { container } = dockerHandle(node);
     await this.run(node, ["kill", "--signal", signal, container]);
     if (signal !== "KILL" && signal !== "SIGKILL" && signal !== "9") return;
-    const deadline = Date.now() + 15_000;
-    while (await this.isRunning(node)) {
-      if (Date.now() > deadline) throw new Error(`${node.name}: container ${container} still running 15 s after SIG${signal.replace(/^SIG/, "")}`);
-      await sleep(50);
-    }
+    const name = `SIG${signal.replace(/^SIG/, "")}`;
+    await waitFor(`${node.name}: container ${container} down after ${name}`, async () => !(await this.isRunning(node)), { timeoutMs: 15_000, intervalMs: 50 }).catch((e: unknown) => {
+      if (!(e instanceof WaitTimeoutError)) throw e;
+      throw new Error(`${node.name}: container ${container} still running 15 s after ${name}${e.lastError ? ` (last error: ${e.lastError})` : ""}`, { cause: e });
+    });
   }
 
   async stop(node: ControlledNode, timeoutS: number): Promise<void> {
@@ -117,17 +118,26 @@ export class DockerNodeControl implements NodeControl {
   }
 
   async waitHealthy(node: ControlledNode, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
     let last = { exists: false, status: "missing", health: "none" };
-    while (Date.now() < deadline) {
-      last = await this.state(node);
-      if (last.status === "running" && (last.health === "healthy" || last.health === "none")) return;
-      if (last.status === "exited" || last.status === "dead" || !last.exists) break;
-      await sleep(100);
-    }
+    let lastError: string | undefined;
+    const healthy = (s: typeof last) => s.status === "running" && (s.health === "healthy" || s.health === "none");
+    // Ends early on a state it cannot leave by itself (exited, dead, gone): no point waiting out the timeout.
+    const settled = await waitFor(
+      `${node.name} healthy`,
+      async () => {
+        last = await this.state(node);
+        return healthy(last) || last.status === "exited" || last.status === "dead" || !last.exists ? last : undefined;
+      },
+      { timeoutMs },
+    ).catch((e: unknown) => {
+      if (!(e instanceof WaitTimeoutError)) throw e;
+      lastError = e.lastError;
+      return undefined;
+    });
+    if (settled && healthy(settled)) return;
     const logs = last.exists ? await this.run(node, ["logs", "--tail", "20", dockerHandle(node).container], { allowFailure: true }) : undefined;
     const tail = logs ? `; last log lines:\n${(logs.stdout + logs.stderr).trim()}` : "";
-    throw new Error(`${node.name} did not become healthy within ${formatMs(timeoutMs)} (state ${last.status}/${last.health})${tail}`);
+    throw new Error(`${node.name} did not become healthy within ${formatMs(timeoutMs)} (state ${last.status}/${last.health}${lastError ? `; last error: ${lastError}` : ""})${tail}`);
   }
 }
 

@@ -2,7 +2,11 @@
 // interval whether or not the previous one finished: a connect to a dead address can hang for a second, and
 // waiting for it would blur the measurement to that second.
 import pg from "pg";
+import { WaitTimeoutError } from "./wait.ts";
 import type { ConnectionConfig } from "./writer.ts";
+
+// Waiting (not measuring) lives in wait.ts; its timeout error is also what Probe.waitForSuccessAfter throws.
+export { WaitTimeoutError };
 
 export const MAX_PROBE_INTERVAL_MS = 100;
 
@@ -26,16 +30,6 @@ export interface ProbeOptions {
 function checkInterval(intervalMs: number): void {
   if (!(intervalMs > 0) || intervalMs > MAX_PROBE_INTERVAL_MS) {
     throw new RangeError(`probe interval ${intervalMs} ms is not accepted: RTO is measured at <= ${MAX_PROBE_INTERVAL_MS} ms intervals (docs/drills.md)`);
-  }
-}
-
-export class WaitTimeoutError extends Error {
-  constructor(
-    readonly label: string,
-    readonly elapsedMs: number,
-    readonly lastError?: string,
-  ) {
-    super(`${label}: not reached within ${elapsedMs} ms${lastError ? ` (last error: ${lastError})` : ""}`);
   }
 }
 
@@ -185,30 +179,6 @@ export function consecutiveFailuresAfter(attempts: readonly ProbeAttempt[], inst
     if (run === consecutive) return knownAt;
   }
   return undefined;
-}
-
-/**
- * Polls `predicate` (sequentially, every `intervalMs` <= 100) until it holds; resolves with the ms elapsed.
- * A predicate that throws counts as false. Rejects with WaitTimeoutError after `timeoutMs`.
- */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, opts: { timeoutMs: number; intervalMs?: number; label?: string; now?: () => number }): Promise<number> {
-  const intervalMs = opts.intervalMs ?? MAX_PROBE_INTERVAL_MS;
-  checkInterval(intervalMs);
-  const now = opts.now ?? Date.now;
-  const t0 = now();
-  let lastError: string | undefined;
-  for (;;) {
-    const tick = now();
-    try {
-      if (await predicate()) return now() - t0;
-    } catch (e) {
-      lastError = e instanceof Error ? e.message : String(e);
-    }
-    const elapsed = now() - t0;
-    if (elapsed >= opts.timeoutMs) throw new WaitTimeoutError(opts.label ?? "condition", elapsed, lastError);
-    const nextIn = Math.max(0, Math.min(intervalMs - (now() - tick), opts.timeoutMs - elapsed));
-    await new Promise((r) => setTimeout(r, nextIn));
-  }
 }
 
 function probeClientConfig(config: ConnectionConfig, timeoutMs: number): ConnectionConfig {

@@ -1,8 +1,8 @@
 // The ONLY input of a drill (docs/architecture.md "Data flow" step 5): the stack's `topology` output, from
 // `pulumi stack output topology --json` or a JSON file, validated before anything is touched with the
 // components' own schema (components/topology.ts), so what a stack exports is exactly what drills accept.
-import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import { $ } from "zx";
 import { TOPOLOGY_VERSION, topologySchema, type Topology, type TopologyNode } from "../../components/topology.ts";
 import type { NodeRole } from "../../components/platform/plan.ts";
 import { psqlOnNode, type NodeControl } from "./nodes.ts";
@@ -59,11 +59,15 @@ export async function loadTopology(opts: LoadTopologyOptions = {}): Promise<Topo
   }
   const args = ["stack", "output", "topology", "--json", ...(opts.stack ? ["--stack", opts.stack] : [])];
   const command = `pulumi ${args.join(" ")}`;
-  const r = await runCommand("pulumi", args, { cwd: opts.cwd, env: opts.env }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") throw new TopologyError(`\`${command}\` could not run: the pulumi CLI is not installed or not on PATH. Install it, or pass --topology <file.json> (a saved \`pulumi stack output topology --json\`)`);
-    throw new TopologyError(`\`${command}\` could not run: ${e.message}`);
-  });
-  if (r.code !== 0) throw new TopologyError(`\`${command}\` failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
+  // zx quotes each element of args; quiet + not verbose: nothing of the command or its output is echoed.
+  // stdin closed: a pulumi that would prompt (no stack selected, a passphrase) fails instead of hanging.
+  const r = await $({ cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], nothrow: true, quiet: true, verbose: false })`pulumi ${args}`;
+  // zx runs the command through bash: a spawn failure (e.g. no such cwd) comes back as `cause`, "not found"
+  // as exit 127, a signal as no exit code.
+  if (r.cause) throw new TopologyError(`\`${command}\` could not run (in ${opts.cwd ?? process.cwd()}): ${r.cause.message}`);
+  if (r.exitCode === 127) throw new TopologyError(`\`${command}\` could not run: the pulumi CLI is not installed or not on PATH. Install it, or pass --topology <file.json> (a saved \`pulumi stack output topology --json\`)`);
+  if (r.exitCode === null) throw new TopologyError(`\`${command}\` could not run: killed by ${r.signal ?? "a signal"}`);
+  if (r.exitCode !== 0) throw new TopologyError(`\`${command}\` failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").slice(-5).join(" | ")}`);
   let value: unknown;
   try {
     value = JSON.parse(r.stdout);
@@ -71,18 +75,6 @@ export async function loadTopology(opts: LoadTopologyOptions = {}): Promise<Topo
     throw new TopologyError(`\`${command}\` printed something that is not JSON (${(e as Error).message}); is \`topology\` exported by the stack?`);
   }
   return parseTopology(value, `\`${command}\``);
-}
-
-function runCommand(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-  });
 }
 
 // ----------------------------------------------------------------------------------------------- helpers

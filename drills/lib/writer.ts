@@ -3,7 +3,7 @@
 // is measured against. A COMMIT that errored or timed out is "uncertain": it may or may not have committed,
 // so it is retried with the same idempotency key (ON CONFLICT DO NOTHING: a retry never double-creates).
 import { randomUUID } from "node:crypto";
-import pg from "pg";
+import pg, { escapeIdentifier } from "pg";
 import type { AcknowledgedWrite } from "./measure.ts";
 
 /** What the writer needs of a connection: pg.Client fits; tests pass a fake. */
@@ -148,7 +148,8 @@ export async function workloadDigest(client: Pick<SqlClient, "query">): Promise<
   const digests: Record<string, string> = {};
   for (const table of WORKLOAD_TABLES) {
     // Every workload table has an `id` key; row text covers every column.
-    const r = await client.query(`SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) AS digest, count(*)::text AS n FROM ${table} t`);
+    // A table name cannot be a bind parameter: quoted by node-postgres instead.
+    const r = await client.query(`SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) AS digest, count(*)::text AS n FROM ${escapeIdentifier(table)} t`);
     digests[table] = `${r.rows[0]?.n ?? "?"}:${r.rows[0]?.digest ?? ""}`;
   }
   return digests;

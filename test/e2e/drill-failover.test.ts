@@ -111,7 +111,7 @@ describe("failover drill on a real tier (sync replication)", () => {
       await runApplyNode(containerSpecOf(plan, node), await filesTar(node.files));
     }
     expect((await roles(tier.topology)).primary.name).toBe("pg-2");
-    await waitFor(async () => (await streaming(tier.topology)).includes("pg_1"), { timeoutMs: 60_000, label: "pg-1 streaming from pg-2 after the re-apply" });
+    await waitFor("pg-1 streaming from pg-2 after the re-apply", async () => (await streaming(tier.topology)).includes("pg_1"), { timeoutMs: 60_000 });
     for (const node of pgNodes(tier.topology)) expect(await psqlOnNode(ctl, node, "show work_mem"), node.name).toBe("6MB");
   }, 240_000);
 
@@ -132,7 +132,7 @@ describe("failover drill on a real tier (sync replication)", () => {
     await psqlOnNode(ctl, replica, ["ALTER SYSTEM SET primary_conninfo = 'host=nowhere.invalid port=5432 user=replicator connect_timeout=2'", "SELECT pg_reload_conf()"]);
     let report: DrillReport;
     try {
-      await waitFor(async () => (await streaming(tier.topology)).length === 0, { timeoutMs: 30_000, label: "replica no longer streaming" });
+      await waitFor("replica no longer streaming", async () => (await streaming(tier.topology)).length === 0, { timeoutMs: 30_000 });
       report = await runFailoverDrill({ topology: tier.topology, reportsDir });
     } finally {
       await psqlOnNode(ctl, replica, [`ALTER SYSTEM SET primary_conninfo = '${conninfo.replace(/'/g, "''")}'`, "SELECT pg_reload_conf()"]);
@@ -147,7 +147,7 @@ describe("failover drill on a real tier (sync replication)", () => {
     expect(report.rpo).toBeNull();
     expect(await ctl.isRunning(primary)).toBe(true);
     expect((await roles(tier.topology)).primary.name).toBe(primary.name);
-    await waitFor(async () => (await streaming(tier.topology)).length === 1, { timeoutMs: 60_000, label: "replica streaming again" });
+    await waitFor("replica streaming again", async () => (await streaming(tier.topology)).length === 1, { timeoutMs: 60_000 });
   }, 240_000);
 
   it("twin: async replica lagging past the RPO objective at failover -> the drill fails with the RPO objective missed by N", async () => {

@@ -8,9 +8,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { amcheckSql } from "../../drills/backup-restore.mts";
+import { failoverSql } from "../../drills/failover.mts";
 import { assertNoAcknowledgedWriteLost, assertRowsEqualAtTarget } from "../../drills/lib/assert.ts";
 import { measureRpo } from "../../drills/lib/measure.ts";
 import { Probe, pgReadProbe, pgWriteProbe } from "../../drills/lib/probe.ts";
+import { waitFor } from "../../drills/lib/wait.ts";
 import { AckWriter, WORKLOAD_TABLES, ensureWorkloadSchema, maxSeq, presentSeqs, workloadDigest, writeIncident } from "../../drills/lib/writer.ts";
 
 function findBindir(): string | undefined {
@@ -279,5 +282,30 @@ describe.skipIf(!bindir)(`workload on a real PostgreSQL (${bindir ?? "no Postgre
   it("the read probe answers, and fails on a closed port", async () => {
     expect(await pgReadProbe(server.config())()).toBe(true);
     await expect(pgReadProbe({ ...server.config(), port: await freePort() })()).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it("the SQL the failover and backup-restore drills build (quoted by pg's escapeLiteral/escapeIdentifier) runs", async () => {
+    const one = async (sql: string) => Object.values((await admin.query(sql)).rows[0] ?? {})[0];
+    // No standby on this server: the lag row says so, whatever quote the name holds.
+    expect(await one(failoverSql.replicationLag("nobody's standby"))).toMatch(/^[0-9A-F]+\/[0-9A-F]+\|absent\|\|\|\|\|$/);
+    // Promotion settings (pg_promote itself needs a standby) and their reset.
+    const settings: [string, string][] = [["wal_retrieve_retry_interval", "100ms"]];
+    for (const sql of failoverSql.promote(settings).slice(0, -1)) await admin.query(sql);
+    // pg_reload_conf() only signals: the session sees the new value a moment later.
+    const shows = (value: string) => waitFor(`wal_retrieve_retry_interval = ${value}`, async () => (await one("SHOW wal_retrieve_retry_interval")) === value, { timeoutMs: 5000, intervalMs: 20 });
+    await expect(shows("100ms")).resolves.toBe(true);
+    for (const sql of failoverSql.resetSettings(settings)) await admin.query(sql);
+    await expect(shows("5s")).resolves.toBe(true);
+    // The rejoin's slot, twice (an inactive leftover is replaced), then dropped.
+    for (let i = 0; i < 2; i++) for (const sql of failoverSql.recreateSlot("drill_sql_test")) await admin.query(sql);
+    expect((await admin.query("SELECT restart_lsn IS NOT NULL AS reserved FROM pg_replication_slots WHERE slot_name = 'drill_sql_test'")).rows).toEqual([{ reserved: true }]);
+    await admin.query(failoverSql.dropInactiveSlot("drill_sql_test"));
+    expect((await admin.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'drill_sql_test'")).rowCount).toBe(0);
+    await expect(admin.query(failoverSql.timelineHistory(7))).rejects.toThrow(/pg_wal\/00000007\.history/);
+    // amcheck over the workload's btree indexes (several statements: the last result is the answer).
+    const results = (await admin.query(amcheckSql(WORKLOAD_TABLES))) as unknown as pg.QueryResult[];
+    const [count = "0", names = ""] = String(Object.values(results.at(-1)!.rows[0]!)[0]).split(" ");
+    expect(Number(count)).toBeGreaterThanOrEqual(WORKLOAD_TABLES.length);
+    expect(names.split(",")).toContain("drill_seq_pkey");
   });
 });

@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { validateConfig } from "../../components/config/index.ts";
 import { planHomelab } from "../../components/plan.ts";
 import { redactedSecrets } from "../../components/secrets.ts";
@@ -97,6 +97,25 @@ cat "${path.join(dir, "out.json")}"
     const env = { PATH: `${bin}:/usr/bin:/bin` };
     expect((await loadTopology({ stack: "dev", env })).stack).toBe("drills");
     await expect(loadTopology({ stack: "prod", env })).rejects.toThrow("`pulumi stack output topology --json --stack prod` failed (exit 2): error: unexpected args: stack output topology --json --stack prod");
+  });
+
+  it("passes each argument as one (a stack name with a space and a quote), echoes nothing, keeps stdin closed", async () => {
+    const bin = path.join(dir, "bin-argv");
+    await import("node:fs/promises").then((fs) => fs.mkdir(bin, { recursive: true }));
+    await writeFile(path.join(bin, "pulumi"), `#!/bin/sh\nread line && echo "stdin was open" >&2\necho "argc=$# stack=$6" >&2\nexit 4\n`);
+    await chmod(path.join(bin, "pulumi"), 0o755);
+    const written: string[] = [];
+    const spy = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => (written.push(String(chunk)), true));
+    try {
+      await expect(loadTopology({ stack: "my 'odd' stack", env: { PATH: `${bin}:/usr/bin:/bin` } })).rejects.toThrow(/failed \(exit 4\): argc=6 stack=my 'odd' stack$/);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(written.join("")).toBe("");
+  });
+
+  it("names the directory when pulumi cannot even be started there", async () => {
+    await expect(loadTopology({ stack: "dev", cwd: path.join(dir, "no-such-dir") })).rejects.toThrow(/`pulumi stack output topology --json --stack dev` could not run \(in .*no-such-dir\): spawn .*ENOENT/);
   });
 });
 

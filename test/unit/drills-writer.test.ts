@@ -2,7 +2,7 @@
 // uncertain, retries, repointing, pacing. drills-pg.test.ts runs the same against a real PostgreSQL.
 import { describe, expect, it } from "vitest";
 import { AckWriter, idempotencyKey, type SqlClient, type WriterEvent } from "../../drills/lib/writer.ts";
-import { MAX_PROBE_INTERVAL_MS, Probe, WaitTimeoutError, waitFor } from "../../drills/lib/probe.ts";
+import { MAX_PROBE_INTERVAL_MS, Probe, WaitTimeoutError } from "../../drills/lib/probe.ts";
 import { measureRpo } from "../../drills/lib/measure.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -308,26 +308,5 @@ describe("Probe", () => {
     await probe.stop();
     expect(err).toBeInstanceOf(WaitTimeoutError);
     expect((err as Error).message).toMatch(/probe success: not reached within \d+ ms \(last error: connection refused\)/);
-  });
-});
-
-describe("waitFor", () => {
-  it("returns the elapsed ms once the predicate holds", async () => {
-    const t0 = Date.now();
-    const elapsed = await waitFor(() => Date.now() - t0 > 120, { timeoutMs: 2000, intervalMs: 20 });
-    expect(elapsed).toBeGreaterThanOrEqual(120);
-    expect(elapsed).toBeLessThan(1500);
-  });
-
-  it("times out naming the condition and the last error; refuses slow intervals", async () => {
-    await expect(
-      waitFor(
-        () => {
-          throw new Error("replica not streaming");
-        },
-        { timeoutMs: 100, intervalMs: 20, label: "replica streaming" },
-      ),
-    ).rejects.toThrow(/^replica streaming: not reached within \d+ ms \(last error: replica not streaming\)$/);
-    await expect(waitFor(() => true, { timeoutMs: 100, intervalMs: 500 })).rejects.toThrow(/<= 100 ms/);
   });
 });

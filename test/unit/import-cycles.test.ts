@@ -1,6 +1,8 @@
 // No import cycles among the project's own modules (components/, cli/, drills/). dpdm parses every file with
-// TypeScript and follows its imports, type-only ones included: a cycle is a cycle to a reader and to module
-// initialisation order alike.
+// TypeScript and follows its static imports, type-only ones included: a cycle is a cycle to a reader and to
+// module initialisation order alike. A dynamic `import()` taken at run time (the CLI's lazy drill runners, a
+// drill script's main loading the CLI's flag definitions when run on its own) is not part of initialisation
+// and is not counted.
 import { readdirSync } from "node:fs";
 import path from "node:path";
 import { parseCircular, parseDependencyTree, shortenTree, uniqueCirculars } from "dpdm";
@@ -26,7 +28,7 @@ async function cycles(): Promise<{ tree: Record<string, unknown>; found: string[
     transform: false,
   });
   const short = shortenTree(ROOT, tree);
-  return { tree: short, found: uniqueCirculars(parseCircular(short)) };
+  return { tree: short, found: uniqueCirculars(parseCircular(short, true)) };
 }
 
 describe("import cycles", () => {
