@@ -3,6 +3,7 @@
 // nothing when it fails. Every problem names the key, the bad value and what is accepted, all at once.
 import { CronPattern } from "croner";
 import { z } from "zod";
+import { parseCidr } from "../postgres/hba.ts";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
 
 export const PROJECT = "homelab-data";
@@ -46,6 +47,14 @@ const identifier = z
 // zod's own address checks; the union reports one line instead of one per family.
 const cidr = z.union([z.cidrv4(), z.cidrv6()], {
   error: 'expected a CIDR such as "192.168.1.0/24" or "fd00::/64" (IPv4 prefix 0-32, IPv6 prefix 0-128)',
+});
+
+// A pg_hba client network: pg_hba's own rules (host bits zero, never the whole internet), the ones the hba
+// planner enforces, from the same function (components/postgres/hba.ts parseCidr), reported here by key.
+const clientCidr = cidr.superRefine((value, ctx) => {
+  const parsed = parseCidr(value);
+  if ("problem" in parsed) ctx.addIssue({ code: "custom", input: value, message: parsed.problem.replace(/^"[^"]*" /, "") });
+  else if (parsed.cidr.endsWith("/0")) ctx.addIssue({ code: "custom", input: value, message: "opens PostgreSQL to every address; expected the networks clients really connect from" });
 });
 
 // Five-field cron, as homelab-cron runs pgBackRest's schedules on the repository host
@@ -133,7 +142,7 @@ const postgres = z
     /** async, or sync: a commit waits until a replica has flushed it (synchronous_standby_names). */
     replicationMode: z.enum(["async", "sync"]).default("async"),
     /** Client networks allowed to reach app databases (pg_hba scram-sha-256 rules). */
-    allowedClientCidrs: z.array(cidr).min(1).default(["172.28.0.0/24"]),
+    allowedClientCidrs: z.array(clientCidr).min(1).default(["172.28.0.0/24"]),
     /** Application database created on the primary. */
     database: identifier.default("app"),
     /** Application role owning that database. */

@@ -103,6 +103,15 @@ describe("stack config schema", () => {
     }
   });
 
+  it("refuses client networks pg_hba would refuse (host bits set, the whole internet) at validate time, by key", () => {
+    const problems = problemsOf(() => validateConfig("a", { postgres: { allowedClientCidrs: ["10.0.0.5/24", "0.0.0.0/0", "::/0", "10.0.0.0/24"] } }));
+    expect(problems).toEqual([
+      'homelab-data:postgres.allowedClientCidrs.0: got "10.0.0.5/24"; has host bits set beyond /24; expected the network address of the range, or /32 for a single host',
+      'homelab-data:postgres.allowedClientCidrs.1: got "0.0.0.0/0"; opens PostgreSQL to every address; expected the networks clients really connect from',
+      'homelab-data:postgres.allowedClientCidrs.2: got "::/0"; opens PostgreSQL to every address; expected the networks clients really connect from',
+    ]);
+  });
+
   it("property: random wrong types anywhere are reported with their key, never thrown as a crash", () => {
     const keys = ["postgres.replicas", "postgres.profile", "redis.maxmemory", "pgbackrest.processMax", "objectives.failover.rto", "docker.basePort", "duckdb.schemas"];
     fc.assert(
