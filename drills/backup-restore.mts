@@ -19,7 +19,6 @@
 // Exit code 0 only when every check passes (objectives.backupRestore of the stack). Nothing is destroyed when
 // preflight fails: a drill must not turn broken backups into a lost primary.
 import { randomBytes } from "node:crypto";
-import { pathToFileURL } from "node:url";
 import pg, { escapeLiteral } from "pg";
 import { docker } from "../components/platform/docker-node.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
@@ -48,6 +47,7 @@ import { createNodeCopy, publishedAddress, rebuildNode, recreateContainer, remov
 import { currentPrimary, nodeByName, pgClientConfig, pgNodes, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, workloadDigest, WORKLOAD_TABLES, type AckRecord, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
+import { runIfMain } from "./lib/main.ts";
 
 export const DRILL = "backup-restore";
 export type BackupRestoreVariant = RestoreVariant | "both";
@@ -726,17 +726,4 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
 // ---------------------------------------------------------------------------------------------- main
 // `npx tsx drills/backup-restore.mts --stack <stack> | --topology <file.json> [--variant ...] [--reports <dir>]`:
 // the flags and the runner of `homelab drill backup-restore`, defined once in cli/drill-commands.ts.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  // Loaded only when run as a script (not when a test or the CLI imports this module).
-  void import("../cli/drill-commands.ts")
-    .then(({ runDrillScript }) => runDrillScript("backup-restore", process.argv.slice(2)))
-    .then(
-      (code) => {
-        process.exitCode = code;
-      },
-      (e: unknown) => {
-        console.error(e);
-        process.exitCode = 1;
-      },
-    );
-}
+runIfMain(import.meta.url, "backup-restore");

@@ -9,7 +9,6 @@
 // Exit code 0 only when every objective is met (objectives.failover of the stack). Roles are discovered at
 // run time, so a second run fails back. Only the measuring lives in drills/lib; this file orchestrates.
 import { randomBytes } from "node:crypto";
-import { pathToFileURL } from "node:url";
 import pg, { escapeIdentifier, escapeLiteral } from "pg";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
@@ -22,6 +21,7 @@ import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, pgClientConfig, pgNodeStates, type Topology, type TopologyNode } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig, withPg as withPgClient } from "./lib/writer.ts";
+import { runIfMain } from "./lib/main.ts";
 
 export const DRILL = "failover";
 
@@ -483,17 +483,4 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
 // ---------------------------------------------------------------------------------------------- CLI
 // `npx tsx drills/failover.mts --stack <stack> | --topology <file.json> [--reports <dir>]`: the flags and the
 // runner of `homelab drill failover`, defined once in cli/drill-commands.ts.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  // Loaded only when run as a script (not when a test or the CLI imports this module).
-  void import("../cli/drill-commands.ts")
-    .then(({ runDrillScript }) => runDrillScript("failover", process.argv.slice(2)))
-    .then(
-      (code) => {
-        process.exitCode = code;
-      },
-      (e: unknown) => {
-        console.error(e);
-        process.exitCode = 1;
-      },
-    );
-}
+runIfMain(import.meta.url, "failover");

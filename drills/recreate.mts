@@ -16,7 +16,6 @@
 // `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (pulumiRecreate below), the e2e harness's
 // destroy/apply in tests (test/e2e/recreate-harness.ts).
 import { randomBytes } from "node:crypto";
-import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { $ } from "zx";
 import { parseSize } from "../components/config/units.ts";
@@ -31,6 +30,7 @@ import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
+import { runIfMain } from "./lib/main.ts";
 
 export type RecreatePhase = "destroy" | "create";
 
@@ -350,17 +350,4 @@ export class RecreateRefusedError extends Error {
 
 // `npx tsx drills/recreate.mts --stack <stack> --yes [--topology <file.json>] [--reports <dir>] [--force]`: the
 // flags and the runner of `homelab drill recreate`, defined once in cli/drill-commands.ts.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  // Loaded only when run as a script (not when a test or the CLI imports this module).
-  void import("../cli/drill-commands.ts")
-    .then(({ runDrillScript }) => runDrillScript("recreate", process.argv.slice(2)))
-    .then(
-      (code) => {
-        process.exitCode = code;
-      },
-      (e: unknown) => {
-        console.error(e);
-        process.exitCode = 1;
-      },
-    );
-}
+runIfMain(import.meta.url, "recreate");

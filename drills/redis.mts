@@ -18,7 +18,6 @@
 // Note (components/redis/image/README.md): killing the process cannot lose what reached write(), even with
 // appendfsync everysec; only losing the machine exercises the fsync policy.
 import { randomBytes } from "node:crypto";
-import { pathToFileURL } from "node:url";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
@@ -44,6 +43,7 @@ import {
 } from "./lib/redis.ts";
 import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { nodeByRole, nodesByRole } from "./lib/topology.ts";
+import { runIfMain } from "./lib/main.ts";
 
 export type RedisDrillVariant = "restart" | "replica-promotion";
 
@@ -277,17 +277,4 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------------- main
 // `npx tsx drills/redis.mts --stack <stack> | --topology <file.json> [--variant restart|replica-promotion]
 // [--reports <dir>]`: the flags and the runner of `homelab drill redis`, defined once in cli/drill-commands.ts.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  // Loaded only when run as a script (not when a test or the CLI imports this module).
-  void import("../cli/drill-commands.ts")
-    .then(({ runDrillScript }) => runDrillScript("redis", process.argv.slice(2)))
-    .then(
-      (code) => {
-        process.exitCode = code;
-      },
-      (e: unknown) => {
-        console.error(e);
-        process.exitCode = 1;
-      },
-    );
-}
+runIfMain(import.meta.url, "redis");
