@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { PROJECT, loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
+import { loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
 import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
 import { planHomelab, redactedSecrets } from "../components/plan.ts";
 import { topologyOf, type Topology } from "../components/topology.ts";
@@ -38,16 +38,6 @@ async function pulumiReady(stack: string): Promise<void> {
   await step("state backend", ensureBackend, (v) => v);
   await step("secrets passphrase", ensurePassphrase, (v) => v);
   await step("stack", () => ensureStack(stack), (v) => v);
-}
-
-/** The platform the stack was last deployed with (its topology output), or undefined when never deployed. */
-async function deployedPlatform(stack: string): Promise<string | undefined> {
-  const out = await pulumi(["stack", "output", "topology", "--json", "--stack", stack]).catch(() => "");
-  try {
-    return (JSON.parse(out || "null") as { platform?: string } | null)?.platform;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Client files for the person at the console: a libpq password file (0600) per stack, under the data dir. */
@@ -87,12 +77,6 @@ export function registerLifecycleCommands(program: Command): void {
       await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
       await step("images", () => ensureImages({ onlyMissing: true }), (v) => v);
       await pulumiReady(spec.stack);
-      const previous = await deployedPlatform(spec.stack);
-      if (previous && previous !== spec.platform) {
-        throw new UsageError([
-          `${PROJECT}:platform: stack ${spec.stack} was built with platform ${previous} and the stack file now says ${spec.platform}; switching would replace every node. Set it back to ${previous}, or run \`npx homelab down --stack ${spec.stack}\` first (the backup repository stays) and then \`up\` again`,
-        ]);
-      }
       const { secrets } = await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v.detail);
       await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
       // The same facts the stack exported (topology = plan + handles; the docker platform names containers

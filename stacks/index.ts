@@ -31,6 +31,15 @@ try {
   throw err;
 }
 
+// Switching platform on a deployed stack would replace every node under another resource type (ADR 0010):
+// refused before anything is registered, in preview and up alike, from the stack's own last outputs.
+const deployed = (await new pulumi.StackReference(`organization/${pulumi.getProject()}/${stack}`).getOutputDetails("topology")).value as { platform?: string } | undefined;
+if (deployed?.platform && deployed.platform !== spec.platform) {
+  throw new pulumi.RunError(
+    `homelab-data:platform: stack ${stack} was built with platform ${deployed.platform} and stacks/Pulumi.${stack}.yaml now says ${spec.platform}; switching would replace every node. Set it back to ${deployed.platform}, or run \`npx homelab down --stack ${stack}\` first (the backup repository stays) and then \`up\` again`,
+  );
+}
+
 const lab = new Homelab("homelab", { spec, secrets: readSecrets(config, stack) });
 
 export const topology = lab.topology;

@@ -34,7 +34,12 @@ export class Recorder implements pulumi.runtime.Mocks {
   readonly options: RecordedOptions[] = [];
   private readonly names = new Map<pulumi.Resource, string>();
 
+  /** Outputs of the stack's last deployment, as the program's StackReference to itself reads them. */
+  deployedOutputs: Record<string, unknown> = {};
+
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+    // The program reads its own last outputs (stacks/index.ts); that is a read, not infrastructure.
+    if (args.type === "pulumi:pulumi:StackReference") return { id: String(args.inputs.name), state: { name: args.inputs.name, outputs: this.deployedOutputs, secretOutputNames: [] } };
     this.resources.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown>, provider: args.provider, custom: args.custom ?? false });
     const state: Record<string, unknown> = { ...(args.inputs as Record<string, unknown>) };
     if (args.type === "docker:index/image:Image") state.repoDigest = `${String(args.inputs.imageName)}@sha256:${"0".repeat(64)}`;

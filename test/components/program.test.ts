@@ -14,6 +14,7 @@ beforeAll(async () => {
 
 beforeEach(() => {
   recorder.clear();
+  recorder.deployedOutputs = {};
   vi.resetModules();
 });
 
@@ -78,6 +79,23 @@ describe("stacks/index.ts", () => {
     expect(error).toBeUndefined();
     expect(((await promiseOf(topology!)) as { platform: string }).platform).toBe("docker");
     expect(recorder.resources.filter((r) => r.custom).every((r) => r.type === "command:local:Command")).toBe(true);
+  });
+
+  it("refuses to switch the platform of a deployed stack before registering anything, naming both and the ways out", async () => {
+    recorder.deployedOutputs = { topology: { platform: "docker-api" } };
+    setStackConfig({}, fakeSecrets(localSpec()));
+    const { error } = await runProgram();
+    expect(pulumi.RunError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/^homelab-data:platform: stack local was built with platform docker-api and stacks\/Pulumi\.local\.yaml now says docker; switching would replace every node\. Set it back to docker-api, or run `npx homelab down --stack local` first/);
+    expect(recorder.resources).toEqual([]);
+  });
+
+  it("updates a stack deployed with the same platform", async () => {
+    recorder.deployedOutputs = { topology: { platform: "docker" } };
+    setStackConfig({}, fakeSecrets(localSpec()));
+    const { error } = await runProgram();
+    expect(error).toBeUndefined();
+    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(17);
   });
 
   it("stops on invalid config with every problem named, as a RunError, registering nothing", async () => {
