@@ -9,6 +9,7 @@ import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import { $ } from "zx";
 import { IMAGES } from "../components/plan.ts";
+import { waitFor } from "../drills/lib/wait.ts";
 import { REPO_ROOT, pulumiEnv, toolchainStatus } from "../tools/pulumi-env.ts";
 import { UsageError } from "./errors.ts";
 
@@ -127,11 +128,10 @@ export async function ensureEngine(opts: EngineOptions = {}): Promise<string> {
   if (await engineUp(process.env)) return version();
   if (opts.checkOnly || process.env.DOCKER_HOST || !isRoot() || !(await which("dockerd"))) throw new UsageError([engineHint()]);
   const did = await startDockerd();
-  for (let i = 0; i < 60; i++) {
-    if (await engineUp(process.env)) return `${did}; ${await version()}`;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  throw new UsageError([`the Docker engine did not come up within 60 s (${did}); see ${path.join(dataDir(), "dockerd.log")}`]);
+  await waitFor("the Docker engine to answer `docker info`", () => engineUp(process.env), { timeoutMs: 60_000, intervalMs: 100 }).catch(() => {
+    throw new UsageError([`the Docker engine did not come up within 60 s (${did}); see ${path.join(dataDir(), "dockerd.log")}`]);
+  });
+  return `${did}; ${await version()}`;
 }
 
 const IMAGE_NAMES = Object.values(IMAGES).map((i) => i.name);

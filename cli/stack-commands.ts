@@ -90,7 +90,7 @@ export async function ensureSecrets(stack: string, stacksDir: string, opts: { ro
       secrets = readStackSecrets(stack);
     }
   }
-  return { detail: done.length > 0 ? done.join("; ") : `every secret is already set (${Object.keys(SECRET_KEYS).join(", ")}); \`homelab init --rotate\` replaces them`, secrets };
+  return { detail: done.length > 0 ? done.join("; ") : `all ${Object.keys(SECRET_KEYS).length} set (\`homelab init --rotate\` replaces them)`, secrets };
 }
 
 /** The stack's secret config, decrypted in this process only (one `pulumi config` call; never printed). */
