@@ -88,6 +88,7 @@ export const SYSTEM_PACKAGES: { command: string; pkg: string; why: string }[] = 
   { command: "dockerd", pkg: "docker.io", why: "the Docker engine" },
   { command: "debootstrap", pkg: "debootstrap", why: "base images made from the Debian mirror (no registry pulls)" },
   { command: "openssl", pkg: "openssl", why: "the stack's TLS certificates" },
+  { command: "psql", pkg: "postgresql-client", why: "the psql line `homelab up` prints to connect" },
   { command: "perl", pkg: "perl", why: "the unit test that proves the schema's cron rules agree with homelab-cron" },
 ];
 

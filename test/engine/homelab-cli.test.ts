@@ -1,0 +1,101 @@
+// The one way in, as a user runs it: `homelab up` on a stack of its own (state, passphrase and pulumi
+// workspace in a temp data dir, as on a machine that has none), the psql line it prints connects, a second
+// `up` changes nothing, `status` names nodes, roles and the newest backup, `down` removes the tier but keeps
+// the backup repository, `down --purge-backups` removes that too. Real pulumi (the offline toolchain), real
+// Docker. The stack file lives in stacks/ (where pulumi reads stack config) only while this file runs.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { LABEL_STACK, removeByLabel } from "../../components/platform/docker-node.ts";
+import { REPO_ROOT, toolchainCacheRoot, toolchainStatus } from "../../tools/pulumi-env.ts";
+import { leftovers } from "../e2e/harness.ts";
+
+const STACK = "clitest";
+const STACK_FILE = path.join(REPO_ROOT, "stacks", `Pulumi.${STACK}.yaml`);
+const status = toolchainStatus();
+let dataHome: string;
+let env: NodeJS.ProcessEnv;
+
+function homelab(...args: string[]): { code: number; out: string } {
+  const r = spawnSync("node", [path.join(REPO_ROOT, "bin/homelab.mjs"), ...args], { cwd: REPO_ROOT, env, encoding: "utf8", timeout: 600_000 });
+  const out = `${r.stdout}${r.stderr}`;
+  console.log(`[engine] homelab ${args.join(" ")} (exit ${r.status}):\n${out.split("\n").filter((l) => l.startsWith("homelab") || /^\s+(PostgreSQL|Redis|DuckDB|pg-|backup|newest|last|drills)/.test(l) || /Resources:|unchanged|created/.test(l)).join("\n")}`);
+  return { code: r.status ?? -1, out };
+}
+
+describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real pulumi, real Docker)", () => {
+  beforeAll(async () => {
+    await removeByLabel(`${LABEL_STACK}=${STACK}`, { purgeRetained: true });
+    dataHome = mkdtempSync(path.join(tmpdir(), "homelab-cli-"));
+    const keep = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PULUMI_")));
+    // No backend, passphrase or workspace of the user's: homelab must make them. The toolchain cache is the
+    // machine's (built once by the global setup).
+    env = { ...keep, XDG_DATA_HOME: dataHome, PULUMI_HOME: path.join(dataHome, "pulumi-home"), HOMELAB_TOOLCHAIN_CACHE: toolchainCacheRoot() };
+    writeFileSync(
+      STACK_FILE,
+      stringify({
+        config: {
+          "homelab-data:docker": { subnet: "172.37.0.0/24", basePort: 26232 },
+          "homelab-data:postgres": { replicas: 1, allowedClientCidrs: ["172.37.0.0/24"], archiveTimeout: "30s", node: { memory: "320MiB" } },
+          "homelab-data:pgbackrest": { node: { memory: "192MiB" } },
+          "homelab-data:redis": { enabled: false },
+          "homelab-data:duckdb": { enabled: false },
+        },
+      }),
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    if (env) homelab("down", "--stack", STACK, "--purge-backups");
+    await removeByLabel(`${LABEL_STACK}=${STACK}`, { purgeRetained: true });
+    rmSync(STACK_FILE, { force: true });
+    if (dataHome) rmSync(dataHome, { recursive: true, force: true });
+  }, 300_000);
+
+  let upOut = "";
+  it("up does every step with a progress line, and the psql line it prints connects", () => {
+    const r = homelab("up", "--stack", STACK, "--yes");
+    upOut = r.out;
+    expect(r.code, r.out).toBe(0);
+    for (const stepName of ["stack file", "system packages", "docker engine", "images", "pulumi toolchain", "state backend", "secrets passphrase", "stack", "secrets", "pulumi up"]) {
+      expect(r.out).toMatch(new RegExp(`^homelab: ${stepName}: .* \\(\\d+\\.\\ds\\)$`, "m"));
+    }
+    expect(r.out).toContain(`homelab: state backend: file://${dataHome}/homelab-data/state (local file backend)`);
+    expect(r.out).toMatch(/homelab: secrets passphrase: generated .*passphrase \(mode 0600/);
+    const psql = /PGPASSFILE=\S+ psql -h 127\.0\.0\.1 -p 26232 -U app app/.exec(r.out)?.[0];
+    expect(psql, r.out).toBeDefined();
+    expect(execFileSync("sh", ["-c", `${psql} -Atc 'select 42'`], { encoding: "utf8" }).trim()).toBe("42");
+  }, 600_000);
+
+  it("a second up changes nothing (its time is printed)", () => {
+    const r = homelab("up", "--stack", STACK);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^\s+\d+ unchanged$/m);
+    expect(r.out).not.toMatch(/^\s+[+~-] \d+ (created|updated|deleted|replaced)/m);
+    expect(r.out).toMatch(/homelab: stack clitest is up \(3 nodes\) in \d+\.\ds\./);
+    // The passphrase was made once; the second run reuses it without saying "generated".
+    expect(r.out).not.toMatch(/secrets passphrase: generated/);
+    expect(upOut).toMatch(/secrets passphrase: generated/);
+  }, 600_000);
+
+  it("status names every node with its role, the newest backup, and that no drill ran yet", () => {
+    const r = homelab("status", "--stack", STACK);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^\s+pg-1\s+primary\s+running\/healthy\s+127\.0\.0\.1:26232$/m);
+    expect(r.out).toMatch(/^\s+pg-2\s+replica\s+running\/healthy\s+127\.0\.0\.1:26233$/m);
+    expect(r.out).toMatch(/^newest backup: \d{8}-\d{6}F \(full\), \S+ old; 1 backup\(s\) in stanza main$/m);
+    expect(r.out).toMatch(/^drills: none run yet/m);
+  }, 120_000);
+
+  it("down removes the tier and keeps the backup repository; --purge-backups removes that too", async () => {
+    const r = homelab("down", "--stack", STACK);
+    expect(r.code, r.out).toBe(0);
+    expect(await leftovers(STACK)).toEqual([expect.stringMatching(/^volume homelab-clitest-backup-repo$/)]);
+    const purge = homelab("down", "--stack", STACK, "--purge-backups");
+    expect(purge.code, purge.out).toBe(0);
+    expect(await leftovers(STACK)).toEqual([]);
+  }, 300_000);
+});
