@@ -137,6 +137,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       image: { ...IMAGES.postgres },
       env: {
         HOMELAB_ROLE: i === 0 ? (spec.postgres.bootstrapFrom === "backup" ? "primary-from-backup" : "primary") : "replica",
+        // How the primary fills an EMPTY data directory (ADR 0011: an existing one decides for itself).
+        ...(i === 0 && spec.postgres.bootstrapFrom !== "backup" ? { HOMELAB_BOOTSTRAP_FROM: spec.postgres.bootstrapFrom } : {}),
         HOMELAB_PRIMARY_HOST: host(pgNames[0] as string),
         HOMELAB_PRIMARY_PORT: "5432",
         HOMELAB_REPLICATION_SLOT: appName(name),
@@ -357,13 +359,16 @@ export function backupCrontab(spec: HomelabSpec): string {
  * "Create the Stanza", "Check the Configuration", "Perform a Backup"). The BackupRepository component and the
  * e2e harness both run exactly these.
  */
-export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; node: string; command: string[] }[] {
+export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; node: string; command: string[]; deleteScript?: string }[] {
   const repo = plan.nodes.find((n) => n.role === "backup-repository");
   if (!repo) return [];
   const pg = ["pgbackrest", `--stanza=${stanza}`];
   return [
     { name: "stanza-create", node: repo.name, command: [...pg, "stanza-create"] },
-    { name: "check", node: repo.name, command: [...pg, "check"] },
+    // On delete (before the cluster's nodes go: they are what it depends on), the same check forces a WAL
+    // switch and waits until the repository has it: what was written since the last switch is archived, so
+    // the next `up` restores it (bootstrapFrom: auto). Never blocks a destroy: a failure is only reported.
+    { name: "check", node: repo.name, command: [...pg, "check"], deleteScript: `${pg.join(" ")} check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2` },
     { name: "full-backup", node: repo.name, command: [...pg, "--type=full", "backup"] },
   ];
 }

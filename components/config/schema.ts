@@ -151,8 +151,11 @@ const postgres = z
     archiveTimeout: durationSeconds.prefault("60s"),
     /** max_slot_wal_keep_size; the tuner's rule when absent (ADR 0002). */
     maxSlotWalKeepSize: memory.optional(),
-    /** How a new primary gets its data: a fresh initdb, or the repository's latest backup + archived WAL. */
-    bootstrapFrom: z.enum(["initdb", "backup"]).default("initdb"),
+    /** How a new primary with an empty data directory gets its data: auto (the default) restores the
+     *  repository's latest backup + archived WAL when the repository holds this stack's stanza, and runs
+     *  initdb otherwise, so `homelab down` + `up` brings the data back; initdb and backup force one way. A
+     *  primary never initdb's over an existing stanza (the entrypoint refuses, naming the ways out). */
+    bootstrapFrom: z.enum(["auto", "initdb", "backup"]).default("auto"),
     /** Extra postgresql.conf settings, applied after tuning (safety settings cannot be overridden). */
     settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
     /** Resources of each PostgreSQL node. */

@@ -75,7 +75,7 @@ export class BackupRepository extends pulumi.ComponentResource {
       const cmd = args.platform.runOnNode(
         `${name}-${step.name}`,
         repo,
-        { create: step.command.map(shellQuote).join(" "), user: PGBACKREST_OS_USER, triggers: [args.stanza, volumeName] },
+        { create: step.command.map(shellQuote).join(" "), ...(step.deleteScript ? { delete: step.deleteScript } : {}), user: PGBACKREST_OS_USER, triggers: [args.stanza, volumeName] },
         { parent: this, dependsOn: previous },
       );
       previous = [cmd];

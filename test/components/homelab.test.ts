@@ -153,6 +153,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     await build(localSpec());
     expect(container("homelab-postgres-primary").inputs.envs).toEqual([
       "HOMELAB_ROLE=primary",
+      "HOMELAB_BOOTSTRAP_FROM=auto",
       "HOMELAB_PRIMARY_HOST=homelab-local-pg-1",
       "HOMELAB_PRIMARY_PORT=5432",
       "HOMELAB_REPLICATION_SLOT=pg_1",
@@ -234,7 +235,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     for (const c of byType(CONTAINER)) expect(recorder.optionsOf(c.name, CONTAINER).opts.deleteBeforeReplace, c.name).toBe(true);
   });
 
-  it("runs stanza-create, check and a first full backup inside the repository node as postgres, never deleting them", async () => {
+  it("runs stanza-create, check and a first full backup inside the repository node as postgres; on delete only the check runs (archives the last WAL), never failing", async () => {
     await build(localSpec());
     const steps = ["stanza-create", "check", "full-backup"].map((s) => recorder.resource(`homelab-backup-${s}`).inputs);
     expect(steps.map((s) => s.create)).toEqual([
@@ -242,8 +243,12 @@ describe("Homelab on the docker-api platform (stack local)", () => {
       "docker exec --user postgres homelab-local-backup sh -c 'pgbackrest --stanza=main check'",
       "docker exec --user postgres homelab-local-backup sh -c 'pgbackrest --stanza=main --type=full backup'",
     ]);
+    expect(steps.map((s) => s.delete)).toEqual([
+      undefined,
+      `docker exec --user postgres homelab-local-backup sh -c 'pgbackrest --stanza=main check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2'`,
+      undefined,
+    ]);
     for (const s of steps) {
-      expect(s.delete).toBeUndefined();
       expect(s.environment).toBeUndefined();
       expect(s.triggers).toEqual(["main", "homelab-local-backup-repo"]);
     }

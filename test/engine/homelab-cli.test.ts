@@ -1,7 +1,8 @@
 // The one way in, as a user runs it: `homelab up` on a stack of its own (state, passphrase and pulumi
 // workspace in a temp data dir, as on a machine that has none), the psql line it prints connects, a second
 // `up` changes nothing, `status` names nodes, roles and the newest backup, `down` removes the tier but keeps
-// the backup repository, `down --purge-backups` removes that too. Real pulumi (the offline toolchain), real
+// the backup repository and the next `up` restores every row from it (bootstrapFrom: auto), and
+// `down --purge-backups` removes that too. Real pulumi (the offline toolchain), real
 // Docker. The stack file lives in stacks/ (where pulumi reads stack config) only while this file runs.
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -90,10 +91,22 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
     expect(r.out).toMatch(/^drills: none run yet/m);
   }, 120_000);
 
-  it("down removes the tier and keeps the backup repository; --purge-backups removes that too", async () => {
-    const r = homelab("down", "--stack", STACK);
-    expect(r.code, r.out).toBe(0);
-    expect(await leftovers(STACK)).toEqual([expect.stringMatching(/^volume homelab-clitest-backup-repo$/)]);
+  it("down keeps the backup repository, and the next up brings back every row written before it (bootstrapFrom: auto)", async () => {
+    const psql = /PGPASSFILE=\S+ psql -h 127\.0\.0\.1 -p 26232 -U app app/.exec(upOut)![0];
+    const sql = (q: string) => execFileSync("sh", ["-c", `${psql} -v ON_ERROR_STOP=1 -Atc "$1"`, "sh", q], { encoding: "utf8" }).trim();
+    // Written just before `down`: only the archive (the last WAL, pushed by the check on delete) holds them.
+    sql("create table kept (id int primary key, note text not null); insert into kept select g, 'row ' || g from generate_series(1, 500) g");
+    const down = homelab("down", "--stack", STACK);
+    expect(down.code, down.out).toBe(0);
+    expect(await leftovers(STACK)).toEqual(["volume homelab-clitest-backup-repo"]);
+    const up = homelab("up", "--stack", STACK);
+    expect(up.code, up.out).toBe(0);
+    expect(sql("select count(*) || ':' || max(id) || ':' || min(note) from kept")).toBe("500:500:row 1");
+    // A new timeline: the restored primary promoted itself after replaying the archive.
+    expect(Number(sql("select timeline_id from pg_control_checkpoint()"))).toBeGreaterThan(1);
+  }, 600_000);
+
+  it("down --purge-backups removes the backup repository too", async () => {
     const purge = homelab("down", "--stack", STACK, "--purge-backups");
     expect(purge.code, purge.out).toBe(0);
     expect(await leftovers(STACK)).toEqual([]);

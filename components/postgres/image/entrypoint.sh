@@ -279,7 +279,7 @@ run_existing_standby() {
 role_primary() {
   common_db_setup
   case "$(pgdata_state)" in
-    empty) initdb_primary ;;
+    empty) bootstrap_primary ;;
     cluster)
       if [ -f "$PGDATA/standby.signal" ]; then run_existing_standby; return; fi
       log "existing cluster in $PGDATA (PG_VERSION $(cat "$PGDATA/PG_VERSION")): not initialising" ;;
@@ -289,38 +289,76 @@ role_primary() {
   run_database sync-roles
 }
 
-# primary-from-backup: fill the empty PGDATA with the repository's latest backup; PostgreSQL then replays
-# the archived WAL to its end and promotes itself (new timeline), and keeps archiving into the stanza.
-restore_from_repository() {
-  local stanza="${HOMELAB_STANZA:?HOMELAB_STANZA is required for primary-from-backup}"
-  local wait_s="${HOMELAB_REPO_WAIT_SECONDS:-600}" deadline attempt=0 out code
-  [ -f "$PGBR_CONF" ] || die "no $PGBR_CONF: primary-from-backup needs pgbackrest.conf (repo1-host...)"
+# What the repository holds for the stanza, asked once it answers (waits up to HOMELAB_REPO_WAIT_SECONDS):
+# prints `backups` (at least one backup), `none` (no such stanza: nothing was ever archived there), or
+# `empty:<code>:<message>` (the stanza exists but holds nothing to restore, pgbackrest info status code).
+repository_state() {
+  local stanza="$1" wait_s="${HOMELAB_REPO_WAIT_SECONDS:-600}" deadline attempt=0 out state
+  [ -f "$PGBR_CONF" ] || die "no $PGBR_CONF: the primary needs pgbackrest.conf (repo1-host...) to ask the repository"
   deadline=$(( $(date +%s) + wait_s ))
-  log "bootstrapping from the latest backup of stanza '$stanza' (waiting up to ${wait_s}s for the repository)"
   while :; do
     [ "$STOPPING" = 0 ] || exit 0
     attempt=$((attempt + 1))
-    code=""
+    state=""
     if out="$(as_postgres /usr/bin/pgbackrest --stanza="$stanza" --output=json info 2>/dev/null)"; then
-      code="$(printf '%s' "$out" | perl -MJSON::PP -e '
+      state="$(printf '%s' "$out" | perl -MJSON::PP -e '
         my $j = eval { decode_json(join "", <STDIN>) } or exit 0;
         my $s = $j->[0] or exit 0;
         my $n = scalar @{ $s->{backup} // [] };
-        print $n > 0 ? "ok" : "code$s->{status}{code}";')"
+        my $c = $s->{status}{code} // -1;
+        print $n > 0 ? "backups" : $c == 1 ? "none" : "empty:$c:" . ($s->{status}{message} // "");')"
     fi
-    case "$code" in
-      ok) break ;;
-      code1|code2|code3)
-        die "stanza '$stanza' has no backup to restore ($code: $(printf '%s' "$out" | perl -MJSON::PP -e 'print eval { decode_json(join "", <STDIN>)->[0]{status}{message} } // ""')); use bootstrapFrom: initdb" ;;
+    case "$state" in
+      backups|none|empty:*) printf '%s' "$state"; return 0 ;;
     esac
     [ "$(date +%s)" -lt "$deadline" ] || die "repository not usable after ${wait_s}s (pgbackrest info fails)"
     [ $((attempt % 5)) != 1 ] || log "repository not ready yet (attempt $attempt); retrying"
     run_interruptible sleep 3 || true
   done
+}
+
+# The way out when a stanza exists but a new primary cannot be made from it (printed by die).
+stanza_refusal() {
+  printf "stanza '%s' already exists in the repository (%s): never initdb over it (its archive would not match the new cluster). Either restore it (bootstrapFrom: auto or backup, once it holds a backup), or remove it to start an empty cluster: \`npx homelab down --purge-backups\` (deletes every backup of the stack)" "$1" "$2"
+}
+
+# primary-from-backup: fill the empty PGDATA with the repository's latest backup; PostgreSQL then replays
+# the archived WAL to its end and promotes itself (new timeline), and keeps archiving into the stanza.
+restore_from_repository() {
+  local stanza="${HOMELAB_STANZA:?HOMELAB_STANZA is required for primary-from-backup}" state
+  log "bootstrapping from the latest backup of stanza '$stanza' (waiting up to ${HOMELAB_REPO_WAIT_SECONDS:-600}s for the repository)"
+  state="$(repository_state "$stanza")"
+  case "$state" in
+    backups) ;;
+    none) die "stanza '$stanza' has no backup to restore (no such stanza in the repository); use bootstrapFrom: auto or initdb" ;;
+    *) die "stanza '$stanza' has no backup to restore (code${state#empty:}); use bootstrapFrom: auto or initdb" ;;
+  esac
   log "pgbackrest restore (latest backup, then the archive to its end)"
   run_interruptible "${AS_POSTGRES[@]}" /usr/bin/pgbackrest --stanza="$stanza" restore >&2 \
     || { [ "$STOPPING" = 0 ] || exit 0; die "pgbackrest restore failed"; }
   log "restore done"
+}
+
+# primary on an EMPTY PGDATA: HOMELAB_BOOTSTRAP_FROM=auto restores the repository's backups when it holds
+# the stanza and runs initdb when it does not; =initdb runs initdb, but never over an existing stanza.
+bootstrap_primary() {
+  local mode="${HOMELAB_BOOTSTRAP_FROM:-initdb}" stanza="${HOMELAB_STANZA:-}" state
+  case "$mode" in auto|initdb) ;; *) die "HOMELAB_BOOTSTRAP_FROM must be auto or initdb (got '$mode')" ;; esac
+  if [ -z "$stanza" ] || ! grep -q '^repo1-host=' "$PGBR_CONF" 2>/dev/null; then
+    initdb_primary   # no repository configured: nothing to restore, nothing to collide with
+    return
+  fi
+  state="$(repository_state "$stanza")"
+  case "$mode:$state" in
+    auto:backups)
+      log "the repository holds backups of stanza '$stanza': restoring them (bootstrapFrom: auto)"
+      restore_from_repository ;;
+    *:none)
+      log "no stanza '$stanza' in the repository yet: a new cluster"
+      initdb_primary ;;
+    initdb:backups) die "$(stanza_refusal "$stanza" "it holds backups; bootstrapFrom: initdb")" ;;
+    *) die "$(stanza_refusal "$stanza" "code${state#empty:}")" ;;
+  esac
 }
 
 replica_clone() {
