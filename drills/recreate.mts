@@ -315,14 +315,15 @@ async function pulumi(stack: string, args: string[], opts: { capture?: boolean }
 
 /**
  * The hook for a real stack: `pulumi destroy` (the repository volume is retained: purgeBackupsOnDestroy
- * false), then `postgres.bootstrapFrom: backup` in the stack config and `pulumi up`. The setting stays:
- * with data present the primary starts as is, so later `pulumi up`s change nothing.
+ * false), then `pulumi up`. A stack on `bootstrapFrom: auto` (the default, ADR 0012) restores by itself;
+ * one pinned to `initdb` gets `postgres.bootstrapFrom: backup` first (it stays: with data present the
+ * primary starts as is, so later `pulumi up`s change nothing).
  */
-export function pulumiRecreate(stack: string): (phase: RecreatePhase) => Promise<void> {
+export function pulumiRecreate(stack: string, opts: { restoresByItself?: boolean } = {}): (phase: RecreatePhase) => Promise<void> {
   return async (phase) => {
     if (phase === "destroy") await pulumi(stack, ["destroy", "--yes", "--skip-preview"]);
     else {
-      await pulumi(stack, ["config", "set", "--path", "homelab-data:postgres.bootstrapFrom", "backup"]);
+      if (!opts.restoresByItself) await pulumi(stack, ["config", "set", "--path", "homelab-data:postgres.bootstrapFrom", "backup"]);
       await pulumi(stack, ["up", "--yes", "--skip-preview"]);
     }
   };
@@ -340,7 +341,10 @@ export async function runRecreateOnStack(opts: { stack: string; yes: boolean; fo
   const purge = await pulumi(stack, ["config", "get", "--path", "homelab-data:pgbackrest.purgeBackupsOnDestroy"], { capture: true }).catch(() => "");
   if (purge === "true") throw new RecreateRefusedError(`stack ${stack} has pgbackrest.purgeBackupsOnDestroy: true: pulumi destroy would delete the backups; set it to false first`);
   const topology = await loadTopology({ stack, file: opts.topologyFile });
-  return runRecreateDrill({ topology, recreate: pulumiRecreate(stack), reportsDir: opts.reportsDir ?? "reports", refuseWhenArchiveBehind: !opts.force });
+  // The primary as the stack builds it says how an empty data directory is filled (bootstrapFrom).
+  const bootstrap = nodeByRole(topology, "postgres-primary").container.env;
+  const restoresByItself = bootstrap.HOMELAB_BOOTSTRAP_FROM === "auto" || bootstrap.HOMELAB_ROLE === "primary-from-backup";
+  return runRecreateDrill({ topology, recreate: pulumiRecreate(stack, { restoresByItself }), reportsDir: opts.reportsDir ?? "reports", refuseWhenArchiveBehind: !opts.force });
 }
 
 /** A refusal to destroy: the user's call to make, reported as one line. */

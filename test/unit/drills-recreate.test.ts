@@ -45,7 +45,13 @@ describe("pulumiRecreate", () => {
     expect(await recorded()).toEqual([["destroy", "--yes", "--skip-preview", "--stack", "my 'odd' stack"]]);
   });
 
-  it("create: sets postgres.bootstrapFrom backup, then pulumi up", async () => {
+  it("create on a stack that restores by itself (bootstrapFrom: auto): only pulumi up, the stack file untouched", async () => {
+    await fakePulumi("exit 0");
+    await pulumiRecreate("local", { restoresByItself: true })("create");
+    expect(await recorded()).toEqual([["up", "--yes", "--skip-preview", "--stack", "local"]]);
+  });
+
+  it("create on a stack pinned to initdb: sets postgres.bootstrapFrom backup, then pulumi up", async () => {
     await fakePulumi("exit 0");
     await pulumiRecreate("local")("create");
     expect(await recorded()).toEqual([
