@@ -136,9 +136,11 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       role: i === 0 ? "postgres-primary" : "postgres-replica",
       image: { ...IMAGES.postgres },
       env: {
-        HOMELAB_ROLE: i === 0 ? (spec.postgres.bootstrapFrom === "backup" ? "primary-from-backup" : "primary") : "replica",
-        // How the primary fills an EMPTY data directory (ADR 0011: an existing one decides for itself).
-        ...(i === 0 && spec.postgres.bootstrapFrom !== "backup" ? { HOMELAB_BOOTSTRAP_FROM: spec.postgres.bootstrapFrom } : {}),
+        // No role in the env (ADR 0011): every node is a database node; the env says only how an EMPTY data
+        // directory is filled (the primary the stack builds: bootstrapFrom; the others: a clone of it).
+        // An existing data directory decides the role itself, so this stays true after a failover.
+        HOMELAB_ROLE: "database",
+        HOMELAB_BOOTSTRAP_FROM: i === 0 ? spec.postgres.bootstrapFrom : "clone",
         HOMELAB_PRIMARY_HOST: host(pgNames[0] as string),
         HOMELAB_PRIMARY_PORT: "5432",
         HOMELAB_REPLICATION_SLOT: appName(name),

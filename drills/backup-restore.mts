@@ -690,7 +690,7 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
   });
   // Back on exactly the container the stack made (a later `pulumi up` finds what it created); the
   // entrypoint runs an existing cluster by its data directory, whatever HOMELAB_ROLE says (ADR 0011).
-  await log.step(`${lost.name} back on the stack's own container (HOMELAB_ROLE=${lost.container.env.HOMELAB_ROLE ?? "?"})`, async () => {
+  await log.step(`${lost.name} back on the stack's own container (a primary by its data directory)`, async () => {
     await recreateContainer(snapshot, { timeoutSeconds: 600 });
   });
   const replicas = pgNodes(t).filter((n) => n.name !== lost.name);
@@ -701,7 +701,7 @@ async function rebuildStack(a: { t: Topology; ctl: NodeControl; log: DrillLog; l
       await ctl.removeDataVolumes(replica);
       // Cloned from the rebuilt node; the clone's standby.signal then keeps it a standby on the stack's env.
       await rebuildNode(snap, { env: { HOMELAB_ROLE: "replica", HOMELAB_PRIMARY_HOST: lost.hostname }, timeoutSeconds: 3_600 });
-      if (replica.container.env.HOMELAB_ROLE !== "replica" || replica.container.env.HOMELAB_PRIMARY_HOST !== lost.hostname) await recreateContainer(snap, { timeoutSeconds: 600 });
+      await recreateContainer(snap, { timeoutSeconds: 600 });
     });
   }
   return log.step("primary + streaming replica again", async () => {

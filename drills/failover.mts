@@ -452,7 +452,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
         await recreateContainer(snapshot, { timeoutSeconds: 120 });
         await waitFor(`${primary.name} streaming from ${replica.name} again`, async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000 });
-        return `HOMELAB_ROLE=${primary.container.env.HOMELAB_ROLE ?? "?"} as the stack made it; streaming from ${replica.name}`;
+        return `the container the stack made (HOMELAB_BOOTSTRAP_FROM=${primary.container.env.HOMELAB_BOOTSTRAP_FROM ?? "?"}, for an empty data directory only); streaming from ${replica.name}`;
       }, (detail) => detail);
     }
 

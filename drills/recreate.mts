@@ -343,7 +343,7 @@ export async function runRecreateOnStack(opts: { stack: string; yes: boolean; fo
   const topology = await loadTopology({ stack, file: opts.topologyFile });
   // The primary as the stack builds it says how an empty data directory is filled (bootstrapFrom).
   const bootstrap = nodeByRole(topology, "postgres-primary").container.env;
-  const restoresByItself = bootstrap.HOMELAB_BOOTSTRAP_FROM === "auto" || bootstrap.HOMELAB_ROLE === "primary-from-backup";
+  const restoresByItself = bootstrap.HOMELAB_BOOTSTRAP_FROM === "auto" || bootstrap.HOMELAB_BOOTSTRAP_FROM === "backup";
   return runRecreateDrill({ topology, recreate: pulumiRecreate(stack, { restoresByItself }), reportsDir: opts.reportsDir ?? "reports", refuseWhenArchiveBehind: !opts.force });
 }
 

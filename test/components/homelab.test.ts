@@ -152,7 +152,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
   it("passes only the plan's non-secret env, as KEY=VALUE", async () => {
     await build(localSpec());
     expect(container("homelab-postgres-primary").inputs.envs).toEqual([
-      "HOMELAB_ROLE=primary",
+      "HOMELAB_ROLE=database",
       "HOMELAB_BOOTSTRAP_FROM=auto",
       "HOMELAB_PRIMARY_HOST=homelab-local-pg-1",
       "HOMELAB_PRIMARY_PORT=5432",
@@ -161,7 +161,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
       "HOMELAB_STANZA=main",
       "HOMELAB_REPO_HOST=homelab-local-backup",
     ]);
-    expect(container("homelab-postgres-replica-1").inputs.envs).toContain("HOMELAB_ROLE=replica");
+    expect(container("homelab-postgres-replica-1").inputs.envs).toEqual(expect.arrayContaining(["HOMELAB_ROLE=database", "HOMELAB_BOOTSTRAP_FROM=clone"]));
     expect(container("homelab-backup").inputs.envs).toContain("HOMELAB_ROLE=repository");
     expect(container("homelab-duckdb").inputs.envs).toContain("HOMELAB_SOURCE_HOST=homelab-local-pg-2");
     expect(container("homelab-redis-primary").inputs.envs).toEqual([]);

@@ -101,12 +101,12 @@ describe("failover drill on a real tier (sync replication)", () => {
 
   it("after the failover, a config change applied the way `pulumi up` applies it keeps the roles the drill left (ADR 0011)", async () => {
     // What `up` does after a stack-file change: the plan's containers, re-created by the one node applier
-    // with the new files. pg-1 was the primary the stack built (HOMELAB_ROLE=primary) and is a standby now;
-    // pg-2 the reverse. The data directories decide, not the env.
+    // with the new files. pg-1 was the primary the stack built (HOMELAB_BOOTSTRAP_FROM=auto) and is a standby
+    // now; pg-2 the reverse. The data directories decide; the env names no role.
     const { spec } = tier;
     const changed = { ...spec, postgres: { ...spec.postgres, settings: { ...spec.postgres.settings, work_mem: "6MB" } } };
     const plan = planHomelab(changed, tier.secrets);
-    expect(plan.nodes.find((n) => n.name === "pg-1")!.env.HOMELAB_ROLE).toBe("primary");
+    expect(plan.nodes.find((n) => n.name === "pg-1")!.env).toMatchObject({ HOMELAB_ROLE: "database", HOMELAB_BOOTSTRAP_FROM: "auto" });
     for (const node of plan.nodes.filter((n) => n.role.startsWith("postgres-"))) {
       await runApplyNode(containerSpecOf(plan, node), await filesTar(node.files));
     }

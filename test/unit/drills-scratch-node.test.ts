@@ -53,6 +53,6 @@ describe("withEnv", () => {
     const restore = withEnv(primary, { HOMELAB_ROLE: "restore" });
     expect(restore.env.HOMELAB_ROLE).toBe("restore");
     expect(restore.env.HOMELAB_STANZA).toBe("main");
-    expect(primary.env.HOMELAB_ROLE).toBe("primary");
+    expect(primary.env.HOMELAB_ROLE).toBe("database");
   });
 });

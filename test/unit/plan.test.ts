@@ -29,7 +29,7 @@ describe("planHomelab", () => {
     const confs = ["pg-1", "pg-2", "pg-3"].map((n) => node(n).files.find((f) => f.path === "/etc/homelab/postgresql.conf")!.content);
     expect(new Set(confs).size).toBe(1);
     expect(confs[0]).toMatch(/^synchronous_standby_names = 'ANY 1 \(pg_1, pg_2, pg_3\)'$/m);
-    expect(node("pg-2").env).toMatchObject({ HOMELAB_ROLE: "replica", HOMELAB_APPLICATION_NAME: "pg_2", HOMELAB_REPLICATION_SLOT: "pg_2", HOMELAB_PRIMARY_HOST: "homelab-t-pg-1" });
+    expect(node("pg-2").env).toMatchObject({ HOMELAB_ROLE: "database", HOMELAB_BOOTSTRAP_FROM: "clone", HOMELAB_APPLICATION_NAME: "pg_2", HOMELAB_REPLICATION_SLOT: "pg_2", HOMELAB_PRIMARY_HOST: "homelab-t-pg-1" });
   });
 
   it("keeps passwords out of env and marks every secret file secret", () => {

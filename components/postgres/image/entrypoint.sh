@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # homelab/postgres entrypoint (PID 1). One image, the role comes from HOMELAB_ROLE.
-# The rule for database nodes (ADR 0011): HOMELAB_ROLE=primary|primary-from-backup|replica says how an EMPTY
-# data directory is bootstrapped. On an existing cluster the data directory decides: standby.signal -> a
-# standby (primary_conninfo as written in it), none -> a primary. So roles a failover moved survive any later
+# The rule for database nodes (ADR 0011): the env says how an EMPTY data directory is bootstrapped, never
+# which role the node has. On an existing cluster the data directory decides: standby.signal -> a standby
+# (primary_conninfo as written in it), none -> a primary. So roles a failover moved survive any later
 # re-creation of the container from the stack's plan (`pulumi up` after a config change).
+#   database    what the stack's plan gives every PostgreSQL node: HOMELAB_BOOTSTRAP_FROM says how an empty
+#               PGDATA is filled (auto | initdb | backup, as `primary` / `primary-from-backup` below; clone,
+#               as `replica` below)
 #   primary     initdb on an empty PGDATA, sync roles/databases from /etc/homelab/roles.json, run postgres
 #   primary-from-backup  like primary, but an empty PGDATA is filled by `pgbackrest restore` (latest backup
 #               + archived WAL to its end, then promotion) instead of initdb
@@ -526,12 +529,19 @@ role_repository() {
 
 log "starting (image homelab/postgres, PostgreSQL $(postgres -V | awk '{print $3}'), $(/usr/bin/pgbackrest version))"
 case "$HOMELAB_ROLE" in
+  database)
+    case "${HOMELAB_BOOTSTRAP_FROM:-}" in
+      auto|initdb) role_primary ;;
+      backup) role_primary_from_backup ;;
+      clone) role_replica ;;
+      *) die "HOMELAB_ROLE=database needs HOMELAB_BOOTSTRAP_FROM=auto|initdb|backup|clone (got '${HOMELAB_BOOTSTRAP_FROM:-}')" ;;
+    esac ;;
   primary) role_primary ;;
   primary-from-backup) role_primary_from_backup ;;
   replica) role_replica ;;
   repository) role_repository ;;
   restore) role_restore ;;
   restored) role_restored ;;
-  "") die "HOMELAB_ROLE is not set (primary | primary-from-backup | replica | repository | restore | restored)" ;;
-  *) die "unknown HOMELAB_ROLE '$HOMELAB_ROLE' (primary | primary-from-backup | replica | repository | restore | restored)" ;;
+  "") die "HOMELAB_ROLE is not set (database | primary | primary-from-backup | replica | repository | restore | restored)" ;;
+  *) die "unknown HOMELAB_ROLE '$HOMELAB_ROLE' (database | primary | primary-from-backup | replica | repository | restore | restored)" ;;
 esac
