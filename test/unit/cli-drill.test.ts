@@ -13,9 +13,13 @@ import { redactedSecrets } from "../../components/secrets.ts";
 import { topologyOf } from "../../components/topology.ts";
 import { makeReport, writeReport } from "../../drills/lib/report.ts";
 
+// A drill given --stack prepares pulumi (backend, passphrase) under the data dir: a temp one here, so the
+// tests never write into the user's own ~/.local/share/homelab-data.
+const ISOLATED_ENV = { ...process.env, XDG_DATA_HOME: mkdtempSync(path.join(os.tmpdir(), "homelab-cli-drill-")) };
+
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const homelab = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [path.join(ROOT, "bin/homelab.mjs"), ...args], { cwd: ROOT, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin/homelab.mjs"), ...args], { cwd: ROOT, encoding: "utf8", env: ISOLATED_ENV });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
@@ -41,7 +45,7 @@ describe("homelab drill", () => {
 });
 
 const script = (name: string, ...args: string[]) => {
-  const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "drills", `${name}.mts`), ...args], { cwd: ROOT, encoding: "utf8" });
+  const r = spawnSync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "drills", `${name}.mts`), ...args], { cwd: ROOT, encoding: "utf8", env: ISOLATED_ENV });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
