@@ -11,7 +11,7 @@ import type { HomelabSpec } from "../config/index.ts";
 import { containerSpecOf, healthTimeoutSeconds } from "./docker-node.ts";
 import { PROJECT_ROOT, dockerExecCommand, imageShortName } from "./docker-cmd.ts";
 import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./platform.ts";
-import { memoryMiB, octalMode, volumeResourceOptions, volumeSuffix } from "./platform.ts";
+import { builtFor, memoryMiB, octalMode, volumeResourceOptions, volumeSuffix } from "./platform.ts";
 import type { HomelabPlan, NodeFile, NodeHandle, NodePlan } from "./plan.ts";
 
 const labelList = (labels: Record<string, string>) => Object.entries(labels).map(([label, value]) => ({ label, value }));
@@ -78,9 +78,7 @@ export class DockerApiPlatform implements Platform {
   }
 
   createNode(plan: HomelabPlan, node: NodePlan, files: pulumi.Output<NodeFile[]>, opts: NodeOptions): NodeResources {
-    const network = this.network;
-    const image = this.images.get(node.image.name);
-    if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
+    const { network, image } = builtFor(node, this.network, this.images);
     const spec = containerSpecOf(plan, node);
     const volumes = spec.volumes.map(
       (v, i) =>

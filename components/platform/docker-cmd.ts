@@ -16,7 +16,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "../config/index.ts";
 import { applyNodeScript, containerSpecOf, filesTarBase64, networkCreateArgs, removeNodeScript, shellQuote, volumeCreateArgs } from "./docker-node.ts";
 import type { CreateOptions, NodeCommand, NodeOptions, NodeResources, Platform, PlatformOptions } from "./platform.ts";
-import { volumeResourceOptions, volumeSuffix } from "./platform.ts";
+import { builtFor, volumeResourceOptions, volumeSuffix } from "./platform.ts";
 import type { HomelabPlan, ImageRef, NodeFile, NodeHandle, NodePlan } from "./plan.ts";
 
 /** The project root: image build contexts (ImageRef.context) are relative to it. */
@@ -133,9 +133,7 @@ export class DockerCliPlatform implements Platform {
   }
 
   createNode(plan: HomelabPlan, node: NodePlan, files: pulumi.Output<NodeFile[]>, opts: NodeOptions): NodeResources {
-    const network = this.network;
-    const image = this.images.get(node.image.name);
-    if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
+    const { network, image } = builtFor(node, this.network, this.images);
     const spec = containerSpecOf(plan, node);
     const volumes = node.volumes.map((v, i) => {
       const inspect = quiet(["docker", "volume", "inspect", v.name]);

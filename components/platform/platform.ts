@@ -61,6 +61,13 @@ export interface Platform {
   runOnNode(name: string, node: NodePlan, cmd: NodeCommand, opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[] }): command.local.Command;
 }
 
+/** The network and the image a node needs; both must have been made (createNetwork, createImages) first. */
+export function builtFor<N, I>(node: NodePlan, network: N | undefined, images: ReadonlyMap<string, I>): { network: N; image: I } {
+  const image = images.get(node.image.name);
+  if (!network || !image) throw new Error(`createNode ${node.name}: call createNetwork and createImages first`);
+  return { network, image };
+}
+
 /** Memory in MiB as the engine takes it; never above the plan's budget. */
 export function memoryMiB(bytes: number): number {
   return Math.max(6, Math.floor(bytes / 1024 ** 2));
