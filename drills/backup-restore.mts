@@ -33,11 +33,13 @@ import {
   assertArchiveContinuous,
   assertArchivingWorks,
   assertBackupFresh,
+  assertEstateVerified,
   explainRecoveryFailure,
   missingWalSegments,
   pgbackrestError,
   pgbackrestRestoreArgs,
   pgPromotedReadProbe,
+  parseVerifyText,
   type ArchiverState,
   type RestoreVariant,
 } from "./lib/pitr.ts";
@@ -205,6 +207,15 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       preflight.push(c);
       if (!c.ok) p.fail(c.detail);
     });
+    await log.step("preflight: pgbackrest verify (every backup and the archive)", async (p) => {
+      // A backup you have never checked is a wish: every retained backup and archived WAL file against its
+      // checksum, not only the one this drill restores. verify exits 0 on damage; its report tells.
+      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--output=text", "--verbose", "--log-level-console=warn", "verify"], { allowFailure: true, timeoutMs: 6 * 3_600_000 });
+      const c = assertEstateVerified(parseVerifyText(r.stdout), { code: r.code, output: r.stdout + r.stderr });
+      preflight.push(c);
+      if (!c.ok) p.fail(c.detail);
+      return c.ok ? c.detail : undefined;
+    }, (detail) => detail);
     await log.step("preflight: newest backup age", async (p) => {
       const c = assertBackupFresh(before.state.newestBackup, t.pgbackrest.maxBackupAgeSeconds, await repositoryNowMs(ctl, repository));
       preflight.push(c);

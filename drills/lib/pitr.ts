@@ -172,6 +172,86 @@ export function assertBackupFresh(newest: RepositoryBackup | null, maxAgeSeconds
   return check(name, ok, detail, { objective: maxAgeSeconds, measured: Math.round(ageSeconds * 10) / 10, unit: "s" });
 }
 
+/** One backup or archive id in `pgbackrest verify --output=text --verbose`, with its file counts. */
+export interface VerifiedItem {
+  kind: "backup" | "archive";
+  /** Backup label, or archive id (`17-1`). */
+  name: string;
+  /** `valid`/`invalid` for a backup; archives carry none (their counts say it). */
+  status: string | null;
+  checked: number;
+  valid: number;
+  missing: number;
+  checksumInvalid: number;
+  sizeInvalid: number;
+  other: number;
+}
+
+export interface VerifyResult {
+  /** The stanza's overall status line (`ok`, `error`). */
+  status: string | null;
+  items: VerifiedItem[];
+}
+
+const count = (line: string, key: string): number => Number(new RegExp(`${key}: (\\d+)`).exec(line)?.[1] ?? 0);
+
+/**
+ * `pgbackrest --stanza=<s> --output=text --verbose verify` output (pgBackRest 2.55; the command exits 0 even
+ * when it finds damage, so the text is what tells): every archive id and backup with its checked/valid file
+ * counts and the kinds of damage on the line below it. Log lines (INFO/WARN ...) are ignored.
+ */
+export function parseVerifyText(text: string): VerifyResult {
+  const lines = text.split("\n").filter((l) => !/^\d{4}-\d\d-\d\d /.test(l));
+  let status: string | null = null;
+  const items: VerifiedItem[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    const overall = /^status: (\S+)/.exec(line);
+    if (overall && status === null) status = overall[1]!;
+    const backup = /^backup: (\S+), status: (\S+), total files checked: (\d+), total valid files: (\d+)/.exec(line);
+    const archive = /^archiveId: (\S+), total WAL checked: (\d+), total valid WAL: (\d+)/.exec(line);
+    if (!backup && !archive) continue;
+    // With the console at info level the same report also appears inside a log line: count each item once.
+    if (items.some((it) => it.kind === (backup ? "backup" : "archive") && it.name === (backup ?? archive)![1])) continue;
+    const damage = (lines[i + 1] ?? "").trim().startsWith("missing:") ? lines[i + 1]!.trim() : "";
+    items.push({
+      kind: backup ? "backup" : "archive",
+      name: (backup ?? archive)![1]!,
+      status: backup ? backup[2]! : null,
+      checked: Number(backup ? backup[3] : archive![2]),
+      valid: Number(backup ? backup[4] : archive![3]),
+      missing: count(damage, "missing"),
+      checksumInvalid: count(damage, "checksum invalid"),
+      sizeInvalid: count(damage, "size invalid"),
+      other: count(damage, "other"),
+    });
+  }
+  return { status, items };
+}
+
+/**
+ * "every backup and the archive verify": `pgbackrest verify` over the whole estate found nothing damaged.
+ * Fails naming each bad backup label or archive id, how many of its files are bad and how.
+ */
+export function assertEstateVerified(result: VerifyResult, run: { code: number; output: string }): Check {
+  const name = "every backup and the archive verify";
+  if (run.code !== 0) return check(name, false, `pgbackrest verify failed (exit ${run.code}): ${pgbackrestError(run.output)}`);
+  const backups = result.items.filter((i) => i.kind === "backup");
+  if (backups.length === 0) return check(name, false, `pgbackrest verify listed no backup (status ${result.status ?? "unknown"}): nothing to restore`);
+  const bad = result.items.filter((i) => i.valid < i.checked || (i.status !== null && i.status !== "valid") || i.missing + i.checksumInvalid + i.sizeInvalid + i.other > 0);
+  const describe = (i: VerifiedItem) => {
+    const kinds = (["missing", "checksumInvalid", "sizeInvalid", "other"] as const).filter((k) => i[k] > 0).map((k) => `${k === "checksumInvalid" ? "checksum invalid" : k === "sizeInvalid" ? "size invalid" : k}: ${i[k]}`);
+    const what = i.kind === "backup" ? `backup ${i.name} ${i.status ?? "invalid"}` : `WAL archive ${i.name}`;
+    return `${what}: ${i.checked - i.valid} of ${i.checked} ${i.kind === "backup" ? "files" : "WAL files"} bad (${kinds.join(", ") || "not valid"})`;
+  };
+  const wal = result.items.filter((i) => i.kind === "archive").reduce((n, i) => n + i.checked, 0);
+  if (bad.length === 0 && result.status === "ok") {
+    return check(name, true, `${backups.length} backup${backups.length === 1 ? "" : "s"} (${backups.map((b) => b.name).join(", ")}) and ${wal} archived WAL files valid`, { objective: 0, measured: 0, unit: "bad files" });
+  }
+  const badFiles = bad.reduce((n, i) => n + (i.checked - i.valid), 0);
+  return check(name, false, bad.length > 0 ? `pgbackrest verify found damage: ${bad.map(describe).join("; ")}` : `pgbackrest verify says status ${result.status ?? "unknown"}`, { objective: 0, measured: badFiles, unit: "bad files" });
+}
+
 export function describeGaps(gaps: readonly WalGap[]): string {
   return gaps
     .map((g) => {

@@ -1,7 +1,8 @@
 // The backup-restore drill (drills/backup-restore.mts) on a real tier, slot 2: a healthy run must pass, and
 // each fault of docs/drills.md's catalog that concerns backups must make it FAIL naming the cause:
 //   (a) archive_command failing, (b) a WAL segment missing from the repository (one the restore needs, and
-//   one in the retained archive before the run), (c) the newest backup older than the policy.
+//   one in the retained archive before the run), (c) the newest backup older than the policy, (d) a corrupted
+//   file in the newest existing backup, (e) a file missing from an older backup (pgbackrest verify).
 // Every fault is undone after its run, and the stack must be primary + streaming replica after each.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -34,6 +35,13 @@ async function expectRedundant(): Promise<void> {
 }
 
 const REPO_ARCHIVE = "/var/lib/pgbackrest/archive";
+const REPO_BACKUP = "/var/lib/pgbackrest/backup";
+
+/** Labels of the backups in the repository, oldest first. */
+async function backupLabels(): Promise<string[]> {
+  const r = await tier.exec("backup", ["sh", "-c", 'cd "$1" && ls -d 2*[FDI] 2>/dev/null', "sh", `${REPO_BACKUP}/${tier.spec.pgbackrest.stanza}`], { user: "postgres" });
+  return r.stdout.split(/\s+/).filter(Boolean).sort();
+}
 
 /** Moves one archived segment aside in the repository (the fault), and returns how to put it back. */
 async function hideSegment(segment: string): Promise<() => Promise<void>> {
@@ -176,6 +184,52 @@ describe("backup-restore drill on a real tier", () => {
     const c = checkNamed(report, "WAL archiving works");
     expect(c?.ok).toBe(false);
     expect(c?.detail).toMatch(/^archive_command failing: pgbackrest check failed \(exit 68\): ERROR: \[068\]: archive_command 'false' must contain pgbackrest/);
+    expect(report.evidence.stoppedBeforeDisaster).toMatch(/nothing destroyed/);
+    await expectRedundant();
+  }, 300_000);
+
+  it("(d) a corrupted file in the newest existing backup: preflight verify FAILS naming its label and the bad file count, nothing destroyed", async () => {
+    const labels = await backupLabels();
+    const newest = labels[labels.length - 1]!;
+    const bundle = `${REPO_BACKUP}/${tier.spec.pgbackrest.stanza}/${newest}/bundle/1`;
+    // Four bytes of the first bundle overwritten in place (a bit-rotted disk), the originals kept to undo it.
+    const saved = (await tier.exec("backup", ["sh", "-c", 'dd if="$1" bs=1 skip=100 count=4 2>/dev/null | base64', "sh", bundle], { user: "postgres" })).stdout.trim();
+    await tier.exec("backup", ["sh", "-c", 'printf "\\377\\377\\377\\377" | dd of="$1" bs=1 seek=100 conv=notrunc 2>/dev/null', "sh", bundle], { user: "postgres" });
+    let report: DrillReport;
+    try {
+      report = await runBackupRestoreDrill({ topology: tier.topology, reportsDir: path.join(scratch, "corrupt-newest"), variant: "pitr" });
+    } finally {
+      await tier.exec("backup", ["sh", "-c", 'echo "$2" | base64 -d | dd of="$1" bs=1 seek=100 conv=notrunc 2>/dev/null', "sh", bundle, saved], { user: "postgres" });
+    }
+    expect(report.verdict).toBe("fail");
+    const c = checkNamed(report, "every backup and the archive verify");
+    expect(c?.ok).toBe(false);
+    expect(c?.detail).toMatch(new RegExp(`backup ${newest} invalid: [1-9]\\d* of \\d+ files bad \\(checksum invalid: [1-9]`));
+    expect(report.evidence.stoppedBeforeDisaster).toMatch(/nothing destroyed/);
+    await expectRedundant();
+  }, 300_000);
+
+  it("(e) a file missing from an older backup (not the newest): preflight verify FAILS naming that backup, nothing destroyed", async () => {
+    let labels = await backupLabels();
+    if (labels.length < 2) {
+      await tier.exec("backup", ["pgbackrest", `--stanza=${tier.spec.pgbackrest.stanza}`, "--type=full", "backup"], { user: "postgres" });
+      labels = await backupLabels();
+    }
+    const older = labels[0]!;
+    const file = `${REPO_BACKUP}/${tier.spec.pgbackrest.stanza}/${older}/pg_data/backup_label.zst`;
+    await tier.exec("backup", ["mv", file, `${file}.aside`], { user: "postgres" });
+    let report: DrillReport;
+    try {
+      report = await runBackupRestoreDrill({ topology: tier.topology, reportsDir: path.join(scratch, "missing-older"), variant: "pitr" });
+    } finally {
+      await tier.exec("backup", ["mv", `${file}.aside`, file], { user: "postgres" });
+    }
+    expect(report.verdict).toBe("fail");
+    const c = checkNamed(report, "every backup and the archive verify");
+    expect(c?.ok).toBe(false);
+    expect(c?.detail).toContain(`backup ${older} invalid: 1 of `);
+    expect(c?.detail).toContain("(missing: 1)");
+    expect(c?.detail).not.toContain(`backup ${labels[labels.length - 1]} `);
     expect(report.evidence.stoppedBeforeDisaster).toMatch(/nothing destroyed/);
     await expectRedundant();
   }, 300_000);

@@ -6,9 +6,11 @@ import {
   assertArchiveContinuous,
   assertArchivingWorks,
   assertBackupFresh,
+  assertEstateVerified,
   explainRecoveryFailure,
   missingWalSegments,
   parseArchiveListing,
+  parseVerifyText,
   parseWalSegmentName,
   pgbackrestError,
   pgbackrestRestoreArgs,
@@ -203,5 +205,57 @@ describe("pgPromotedReadProbe", () => {
   it("fails while the restored node has no address yet, and on a refused connection", async () => {
     await expect(pgPromotedReadProbe(() => undefined)()).rejects.toThrow(/not reachable yet/);
     await expect(pgPromotedReadProbe(() => ({ host: "127.0.0.1", port: 1, user: "x", password: "x", database: "x" }))()).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+// Printed by pgBackRest 2.55.1 `verify --output=text --verbose` on the e2e tier: healthy, then with 2 bytes
+// of the newest backup's bundle overwritten and a file of the older backup deleted.
+const VERIFY_OK = `stanza: main
+status: ok
+  archiveId: 17-1, total WAL checked: 4, total valid WAL: 4
+    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
+  backup: 20261202-055115F, status: valid, total files checked: 1264, total valid files: 1264
+    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
+  backup: 20261202-055118F, status: valid, total files checked: 1264, total valid files: 1264
+    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
+`;
+const VERIFY_DAMAGED = `stanza: main
+status: error
+  archiveId: 17-1, total WAL checked: 4, total valid WAL: 4
+    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
+  backup: 20261202-055115F, status: invalid, total files checked: 1264, total valid files: 1263
+    missing: 1, checksum invalid: 0, size invalid: 0, other: 0
+  backup: 20261202-055118F, status: invalid, total files checked: 1264, total valid files: 1262
+    missing: 0, checksum invalid: 2, size invalid: 0, other: 0
+`;
+
+describe("pgbackrest verify over the whole estate", () => {
+  it("parses every archive id and backup with its counts, once even when a log line repeats the report", () => {
+    const logged = `2026-12-02 05:51:20.293 P00   INFO: stanza: main\n${VERIFY_DAMAGED.split("\n").slice(1).map((l) => `                                    ${l}`).join("\n")}\n${VERIFY_DAMAGED}`;
+    for (const text of [VERIFY_DAMAGED, logged]) {
+      const r = parseVerifyText(text);
+      expect(r.status).toBe("error");
+      expect(r.items.map((i) => `${i.kind} ${i.name} ${i.status} ${i.checked}/${i.valid} m${i.missing} c${i.checksumInvalid}`)).toEqual([
+        "archive 17-1 null 4/4 m0 c0",
+        "backup 20261202-055115F invalid 1264/1263 m1 c0",
+        "backup 20261202-055118F invalid 1264/1262 m0 c2",
+      ]);
+    }
+  });
+
+  it("passes a healthy estate and names every damaged backup with its bad file count and kind", () => {
+    const ok = assertEstateVerified(parseVerifyText(VERIFY_OK), { code: 0, output: VERIFY_OK });
+    expect(ok).toMatchObject({ ok: true, detail: "2 backups (20261202-055115F, 20261202-055118F) and 4 archived WAL files valid", measured: 0 });
+    const bad = assertEstateVerified(parseVerifyText(VERIFY_DAMAGED), { code: 0, output: VERIFY_DAMAGED });
+    expect(bad.ok).toBe(false);
+    expect(bad.detail).toBe("pgbackrest verify found damage: backup 20261202-055115F invalid: 1 of 1264 files bad (missing: 1); backup 20261202-055118F invalid: 2 of 1264 files bad (checksum invalid: 2)");
+    expect(bad.measured).toBe(3);
+  });
+
+  it("fails when verify itself fails, lists no backup, or reports an error status with clean counts", () => {
+    expect(assertEstateVerified({ status: null, items: [] }, { code: 1, output: "ERROR: [055]: unable to load info file" }).detail).toMatch(/^pgbackrest verify failed \(exit 1\): /);
+    expect(assertEstateVerified({ status: "ok", items: [] }, { code: 0, output: "" }).detail).toMatch(/listed no backup/);
+    const clean = parseVerifyText(VERIFY_OK.replace("status: ok", "status: error"));
+    expect(assertEstateVerified(clean, { code: 0, output: "" })).toMatchObject({ ok: false, detail: "pgbackrest verify says status error" });
   });
 });
