@@ -34,6 +34,7 @@ import {
   assertArchivingWorks,
   assertBackupFresh,
   assertEstateVerified,
+  assertRecoveryWindowKept,
   explainRecoveryFailure,
   missingWalSegments,
   pgbackrestError,
@@ -193,6 +194,9 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
   let control: pg.Client | undefined;
   const copies: ControlledNode[] = [];
   let disaster = undefined as { atMs: number; primary: TopologyNode; snapshot: NodeSnapshot } | undefined;
+  // The drill's own full backup, expired again at the end (nothing it finds may be lost because it ran).
+  let ownBackup = undefined as string | undefined;
+  let backupsBefore = undefined as string[] | undefined;
 
   try {
     // ------------------------------------------------------------------------------------------ preflight
@@ -200,6 +204,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     evidence.primary = primary.name;
     const before = await log.step("preflight: repository state", () => repositoryInfo(ctl, repository, stanza), (r) => `${r.state.backups.length} backup(s), newest ${r.state.newestBackup?.label ?? "none"}, archive up to ${r.state.newestArchivedWal ?? "none"}`);
     const archiveId = currentArchiveId(before.raw);
+    backupsBefore = before.state.backups.map((b) => b.label);
     const preflight: Check[] = [];
     await log.step("preflight: pgbackrest check", async (p) => {
       const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, `--archive-timeout=${opts.archiveCheckTimeoutSeconds ?? 30}`, "check"], { allowFailure: true, timeoutMs: ((opts.archiveCheckTimeoutSeconds ?? 30) + 60) * 1000 });
@@ -258,11 +263,14 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
 
     // ------------------------------------------------------------------------------------------ backup
     const backup = await log.step("full backup on the repository host", async () => {
-      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--type=full", "backup"], { allowFailure: true, timeoutMs: 3_600_000 });
+      // Retention lifted for this backup's own expire run: it must not push a backup the user has out of
+      // retention.full (it is expired itself at the end).
+      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--type=full", "--repo1-retention-full=9999", "backup"], { allowFailure: true, timeoutMs: 3_600_000 });
       if (r.code !== 0) throw new Error(`pgbackrest backup failed (exit ${r.code}): ${pgbackrestError(r.stdout + r.stderr)}`);
       const after = await repositoryInfo(ctl, repository, stanza);
       const newest = after.state.newestBackup;
       if (!newest || newest.label === before.state.newestBackup?.label) throw new Error(`pgbackrest backup exited 0 but info shows no new backup (newest: ${newest?.label ?? "none"})`);
+      ownBackup = newest.label;
       if (!newest.archiveStart) throw new Error(`backup ${newest.label} names no first WAL segment`);
       return { ...newest, archiveStart: newest.archiveStart, lsn: backupLsns(after.raw, newest.label) };
     }, (b) => `${b.label}, WAL ${b.archiveStart}..${b.archiveStop}`);
@@ -442,6 +450,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
   }
 
   // -------------------------------------------------------------------------------------------- rebuild
+  let stackHealthy = disaster === undefined;
   if (disaster) {
     const d = disaster;
     try {
@@ -454,11 +463,33 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
         return assertArchivingWorks({ code: r.code, output: r.stdout + r.stderr }, await archiverState(ctl, d.primary));
       }, (c) => (c.ok ? "pgbackrest check passed" : c.detail));
       checks.push({ ...archiving, name: "WAL archiving works on the rebuilt primary" });
+      stackHealthy = true;
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       log.warn(`rebuild failed: ${message}`);
       checks.push(check("stack back to primary + streaming replica", false, `after the drill the stack is NOT redundant: ${message}; follow runbooks/postgres-pitr-restore.md "Rollback"`));
     }
+  }
+
+  // ------------------------------------------------------------------------------- the recovery window
+  if (backupsBefore) {
+    const labelsBefore = backupsBefore;
+    await log.step("the recovery window as before the drill", async (p) => {
+      // Only once the stack is whole again: until then the drill's backup may be the newest good one.
+      if (ownBackup && stackHealthy) {
+        const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, `--set=${ownBackup}`, "expire"], { allowFailure: true, timeoutMs: 600_000 });
+        if (r.code !== 0) log.warn(`could not expire the drill's own backup ${ownBackup}: ${pgbackrestError(r.stdout + r.stderr)}`);
+      } else if (ownBackup) log.warn(`the drill's own backup ${ownBackup} is kept: the stack is not whole again`);
+      const after = (await repositoryInfo(ctl, repository, stanza)).state.backups.map((b) => b.label);
+      evidence.backupsBefore = labelsBefore;
+      evidence.backupsAfter = after;
+      const c = assertRecoveryWindowKept(labelsBefore, after);
+      checks.push(c);
+      if (!c.ok) p.fail(c.detail);
+      return c.ok ? c.detail : undefined;
+    }, (detail) => detail).catch((e: Error) => {
+      checks.push(check("recovery window kept", false, `could not read the repository after the drill: ${e.message}`));
+    });
   }
 
   return concludeDrill(

@@ -252,6 +252,22 @@ export function assertEstateVerified(result: VerifyResult, run: { code: number; 
   return check(name, false, bad.length > 0 ? `pgbackrest verify found damage: ${bad.map(describe).join("; ")}` : `pgbackrest verify says status ${result.status ?? "unknown"}`, { objective: 0, measured: badFiles, unit: "bad files" });
 }
 
+/**
+ * "recovery window kept": every backup the repository held before a drill is still there after it, so the
+ * oldest point a restore can reach is unchanged (a drill that expires backups shrinks the very window it
+ * claims to prove). Labels are pgBackRest's (`20261202-055118F`), which sort by time.
+ */
+export function assertRecoveryWindowKept(before: readonly string[], after: readonly string[]): Check {
+  const name = "recovery window kept";
+  const lost = before.filter((l) => !after.includes(l));
+  const oldestBefore = [...before].sort()[0] ?? null;
+  const oldestAfter = [...after].sort()[0] ?? null;
+  if (lost.length === 0 && oldestBefore === oldestAfter) {
+    return check(name, true, `every backup from before the drill is still there (${before.length}: ${before.join(", ") || "none"}); oldest restore point ${oldestBefore ?? "none"} unchanged`, { objective: 0, measured: 0, unit: "backups lost" });
+  }
+  return check(name, false, `the drill shrank the recovery window: backup${lost.length === 1 ? "" : "s"} ${lost.join(", ") || "none"} gone (oldest restore point was ${oldestBefore ?? "none"}, now ${oldestAfter ?? "none"})`, { objective: 0, measured: lost.length, unit: "backups lost" });
+}
+
 export function describeGaps(gaps: readonly WalGap[]): string {
   return gaps
     .map((g) => {

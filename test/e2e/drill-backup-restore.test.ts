@@ -2,7 +2,8 @@
 // each fault of docs/drills.md's catalog that concerns backups must make it FAIL naming the cause:
 //   (a) archive_command failing, (b) a WAL segment missing from the repository (one the restore needs, and
 //   one in the retained archive before the run), (c) the newest backup older than the policy, (d) a corrupted
-//   file in the newest existing backup, (e) a file missing from an older backup (pgbackrest verify).
+//   file in the newest existing backup, (e) a file missing from an older backup (pgbackrest verify), (f) a
+//   backup gone after the drill (the recovery window shrunk).
 // Every fault is undone after its run, and the stack must be primary + streaming replica after each.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -111,6 +112,10 @@ describe("backup-restore drill on a real tier", () => {
     expect(entry.verdict).toBe("pass");
     expect(existsSync(path.join(reportsDir, entry.report))).toBe(true);
     expect(existsSync(path.join(reportsDir, entry.report.replace(/\.json$/, ".md")))).toBe(true);
+    // The drill's own full backup is expired again: the backups there before are exactly the ones after.
+    expect(checkNamed(report, "recovery window kept")?.ok, describeFailures(report)).toBe(true);
+    expect(report.evidence.backupsAfter).toEqual(report.evidence.backupsBefore);
+    expect((report.evidence.backupsBefore as string[]).length).toBeGreaterThan(0);
     await expectRedundant();
   }, 600_000);
 
@@ -240,6 +245,30 @@ describe("backup-restore drill on a real tier", () => {
     const r = await runCli(["--topology", file, "--variant", "latest", "--reports", path.join(scratch, "healthy-again")]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/backup-restore: PASS/);
+    await expectRedundant();
+  }, 600_000);
+
+  // Last: expiring a backup by hand under the drill also expires WAL the later runs would check.
+  it("(f) a backup that existed before the drill is gone after it: the recovery-window check FAILS naming it", async () => {
+    // A spare full backup first, so the stack keeps one when the oldest is expired under the drill.
+    await tier.exec("backup", ["pgbackrest", `--stanza=${tier.spec.pgbackrest.stanza}`, "--type=full", "--repo1-retention-full=9999", "backup"], { user: "postgres" });
+    const labels = await backupLabels();
+    expect(labels.length).toBeGreaterThanOrEqual(2);
+    const oldest = labels[0]!;
+    const report = await runBackupRestoreDrill({
+      topology: tier.topology,
+      reportsDir: path.join(scratch, "window-shrunk"),
+      variant: "latest",
+      // The fault: what the drill used to do by itself (its full backup pushing the oldest out of retention).
+      beforeDisaster: async () => {
+        await tier.exec("backup", ["pgbackrest", `--stanza=${tier.spec.pgbackrest.stanza}`, `--set=${oldest}`, "expire"], { user: "postgres" });
+      },
+    });
+    expect(report.verdict).toBe("fail");
+    const c = checkNamed(report, "recovery window kept");
+    expect(c?.ok).toBe(false);
+    expect(c?.detail).toContain(`the drill shrank the recovery window: backup ${oldest} gone`);
+    expect(await backupLabels()).not.toContain(oldest);
     await expectRedundant();
   }, 600_000);
 });

@@ -7,6 +7,7 @@ import {
   assertArchivingWorks,
   assertBackupFresh,
   assertEstateVerified,
+  assertRecoveryWindowKept,
   explainRecoveryFailure,
   missingWalSegments,
   parseArchiveListing,
@@ -257,5 +258,19 @@ describe("pgbackrest verify over the whole estate", () => {
     expect(assertEstateVerified({ status: "ok", items: [] }, { code: 0, output: "" }).detail).toMatch(/listed no backup/);
     const clean = parseVerifyText(VERIFY_OK.replace("status: ok", "status: error"));
     expect(assertEstateVerified(clean, { code: 0, output: "" })).toMatchObject({ ok: false, detail: "pgbackrest verify says status error" });
+  });
+});
+
+describe("recovery window kept", () => {
+  it("passes when every backup from before is still there (a drill's own backup, expired again, does not count)", () => {
+    const c = assertRecoveryWindowKept(["20261201-030000F", "20261202-030000F"], ["20261202-030000F", "20261201-030000F"]);
+    expect(c).toMatchObject({ ok: true, measured: 0 });
+    expect(c.detail).toContain("oldest restore point 20261201-030000F unchanged");
+  });
+
+  it("fails naming every backup the drill made disappear and the oldest restore point before and after", () => {
+    const c = assertRecoveryWindowKept(["20261201-030000F", "20261202-030000F"], ["20261202-030000F", "20261202-101500F"]);
+    expect(c).toMatchObject({ ok: false, measured: 1 });
+    expect(c.detail).toBe("the drill shrank the recovery window: backup 20261201-030000F gone (oldest restore point was 20261201-030000F, now 20261202-030000F)");
   });
 });
