@@ -211,24 +211,26 @@ describe("pgPromotedReadProbe", () => {
 
 // Printed by pgBackRest 2.55.1 `verify --output=text --verbose` on the e2e tier: healthy, then with 2 bytes
 // of the newest backup's bundle overwritten and a file of the older backup deleted.
-const VERIFY_OK = `stanza: main
-status: ok
-  archiveId: 17-1, total WAL checked: 4, total valid WAL: 4
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261202-055115F, status: valid, total files checked: 1264, total valid files: 1264
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261202-055118F, status: valid, total files checked: 1264, total valid files: 1264
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-`;
-const VERIFY_DAMAGED = `stanza: main
-status: error
-  archiveId: 17-1, total WAL checked: 4, total valid WAL: 4
-    missing: 0, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261202-055115F, status: invalid, total files checked: 1264, total valid files: 1263
-    missing: 1, checksum invalid: 0, size invalid: 0, other: 0
-  backup: 20261202-055118F, status: invalid, total files checked: 1264, total valid files: 1262
-    missing: 0, checksum invalid: 2, size invalid: 0, other: 0
-`;
+/** A verify report in pgBackRest 2.55.1's exact layout: one archive id, then each backup with its counts. */
+function verifyReport(status: string, backups: { label: string; status: string; valid: number; missing?: number; checksum?: number }[]): string {
+  const damage = (missing = 0, checksum = 0) => `    missing: ${missing}, checksum invalid: ${checksum}, size invalid: 0, other: 0`;
+  return [
+    "stanza: main",
+    `status: ${status}`,
+    "  archiveId: 17-1, total WAL checked: 4, total valid WAL: 4",
+    damage(),
+    ...backups.flatMap((b) => [`  backup: ${b.label}, status: ${b.status}, total files checked: 1264, total valid files: ${b.valid}`, damage(b.missing, b.checksum)]),
+    "",
+  ].join("\n");
+}
+const VERIFY_OK = verifyReport("ok", [
+  { label: "20261202-055115F", status: "valid", valid: 1264 },
+  { label: "20261202-055118F", status: "valid", valid: 1264 },
+]);
+const VERIFY_DAMAGED = verifyReport("error", [
+  { label: "20261202-055115F", status: "invalid", valid: 1263, missing: 1 },
+  { label: "20261202-055118F", status: "invalid", valid: 1262, checksum: 2 },
+]);
 
 describe("pgbackrest verify over the whole estate", () => {
   it("parses every archive id and backup with its counts, once even when a log line repeats the report", () => {
