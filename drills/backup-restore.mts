@@ -20,7 +20,7 @@
 // preflight fails: a drill must not turn broken backups into a lost primary.
 import { randomBytes } from "node:crypto";
 import pg, { escapeLiteral } from "pg";
-import { docker } from "../components/platform/docker-node.ts";
+import { docker, dockerEnv } from "../components/platform/docker-node.ts";
 import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
 import { assertDigestsEqual, assertRowsEqualAtTarget, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
@@ -630,7 +630,7 @@ async function restoreToFreshNode(a: RestoreArgs): Promise<RestoreOutcome> {
 
 async function dockerLogs(node: ControlledNode): Promise<string> {
   if (node.handle.kind !== "docker") return "";
-  const env = node.handle.dockerHost ? { ...process.env, DOCKER_HOST: node.handle.dockerHost } : process.env;
+  const env = dockerEnv(node.handle.dockerHost);
   const r = await docker(["logs", "--tail", "400", node.handle.container], { env, allowFailure: true });
   return `${r.stdout}\n${r.stderr}`;
 }
@@ -695,7 +695,7 @@ async function archiveIsolation(ctl: NodeControl, outcome: RestoreOutcome, repos
  */
 async function timePlainCopy(ctl: NodeControl, copy: ControlledNode, stackLabels: Record<string, string>): Promise<{ copyMs: number; bytes: number }> {
   if (copy.handle.kind !== "docker") throw new Error("plain copy timing needs a docker node");
-  const env = copy.handle.dockerHost ? { ...process.env, DOCKER_HOST: copy.handle.dockerHost } : process.env;
+  const env = dockerEnv(copy.handle.dockerHost);
   const source = copy.dataVolumes[0];
   if (!source) throw new Error(`${copy.name} has no data volume`);
   await ctl.stop(copy, 60);

@@ -251,11 +251,6 @@ export async function runApplyNode(spec: ContainerSpec, files: Buffer, opts: App
   if (out.exitCode !== 0) throw new Error(`node ${spec.name}: ${out.stderr.trim() || `apply failed (exit ${out.exitCode})`}`);
 }
 
-/** Stops (cleanly) and removes one node's container; its volumes stay. */
-export async function runRemoveNode(spec: Pick<ContainerSpec, "name" | "stopTimeoutSeconds">, opts: { dockerHost?: string } = {}): Promise<void> {
-  await run(["sh", "-c", removeNodeScript(spec)], { env: dockerEnv(opts.dockerHost) });
-}
-
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The network of a plan: made when missing (adopted when a run was interrupted). */

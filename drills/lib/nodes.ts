@@ -1,7 +1,7 @@
 // Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
 // topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform;
 // docker today, libvirt/ssh refused loudly until written.
-import { docker, type RunResult } from "../../components/platform/docker-node.ts";
+import { docker, dockerEnv, type RunResult } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
 import { waitFor, WaitTimeoutError } from "./wait.ts";
 
@@ -53,7 +53,7 @@ export class DockerNodeControl implements NodeControl {
   private run(node: ControlledNode, args: string[], opts: { input?: string | Buffer; allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
     const h = dockerHandle(node);
     // A remote engine (ssh://nuc) is addressed per node, like the stack was built.
-    const env = h.dockerHost ? { ...process.env, DOCKER_HOST: h.dockerHost } : process.env;
+    const env = dockerEnv(h.dockerHost);
     return docker(args, { ...opts, env });
   }
 
