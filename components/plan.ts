@@ -31,10 +31,25 @@ export function redactedSecrets(): HomelabSecrets {
   return { ...passwords, tls };
 }
 
+/**
+ * Where this checkout's images are tagged: `homelab/postgres:17` unless HOMELAB_IMAGE_NAMESPACE names another
+ * namespace (scripts/build-images.sh reads the same variable). Two checkouts that change an image can then
+ * share one engine without rebuilding each other's images under the same tag.
+ */
+export function imageNamespace(env: NodeJS.ProcessEnv = process.env): string {
+  const ns = env.HOMELAB_IMAGE_NAMESPACE ?? "homelab";
+  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(ns)) {
+    throw new Error(`HOMELAB_IMAGE_NAMESPACE: got ${JSON.stringify(ns)}; expected a docker repository path (lower-case letters, digits, '.', '_', '-', parts separated by '/'), e.g. homelab`);
+  }
+  return ns;
+}
+
+const NS = imageNamespace();
+
 export const IMAGES = {
-  postgres: { name: "homelab/postgres:17", context: "components/postgres/image", baseImage: "debian:trixie-slim" },
-  redis: { name: "homelab/redis:7", context: "components/redis/image", baseImage: "debian:bookworm-slim" },
-  duckdb: { name: "homelab/duckdb:1", context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
+  postgres: { name: `${NS}/postgres:17`, context: "components/postgres/image", baseImage: "debian:trixie-slim" },
+  redis: { name: `${NS}/redis:7`, context: "components/redis/image", baseImage: "debian:bookworm-slim" },
+  duckdb: { name: `${NS}/duckdb:1`, context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
 } as const;
 
 /** Database roles every cluster gets besides the app role (ADR 0003). */

@@ -9,12 +9,14 @@
 # Usage: scripts/build-images.sh [--no-cache] [--pull-base] [postgres|redis|duckdb ...]
 #   --no-cache    rebuild every layer (security updates from the Debian mirror)
 #   --pull-base   use registry base images instead (docker pull debian:*-slim) when a registry is reachable
-# Env: TRIXIE_BASE / BOOKWORM_BASE override the base image names.
+# Env: TRIXIE_BASE / BOOKWORM_BASE override the base image names; HOMELAB_IMAGE_NAMESPACE (default homelab)
+#      tags the images <namespace>/postgres:17 ... (components/plan.ts IMAGES reads the same variable).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TRIXIE_BASE="${TRIXIE_BASE:-debian:trixie-slim}"
 BOOKWORM_BASE="${BOOKWORM_BASE:-debian:bookworm-slim}"
+NS="${HOMELAB_IMAGE_NAMESPACE:-homelab}"
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -79,10 +81,10 @@ build() {  # build NAME TAG CONTEXT BASE
 }
 
 if wants postgres; then
-  build postgres homelab/postgres:17 "$ROOT/components/postgres/image" "$TRIXIE_BASE"
+  build postgres "$NS/postgres:17" "$ROOT/components/postgres/image" "$TRIXIE_BASE"
 fi
 if wants redis; then
-  build redis homelab/redis:7 "$ROOT/components/redis/image" "$BOOKWORM_BASE"
+  build redis "$NS/redis:7" "$ROOT/components/redis/image" "$BOOKWORM_BASE"
 fi
 if wants duckdb; then
   DDIR="$ROOT/components/duckdb/image"
@@ -90,13 +92,13 @@ if wants duckdb; then
     log "duckdb: no $DDIR/Dockerfile: skipped"
   elif [ -f "$DDIR/node_modules/@duckdb/node-api/package.json" ] || [ ! -x "$DDIR/build.sh" ]; then
     # node_modules already installed in the context (or no build.sh): plain docker build, cache-friendly
-    build duckdb homelab/duckdb:1 "$DDIR" "$BOOKWORM_BASE"
+    build duckdb "$NS/duckdb:1" "$DDIR" "$BOOKWORM_BASE"
   else
     # the DuckDB image wants node_modules in its context: its own build.sh installs them first
     t="$(now)"
     log "duckdb: no node_modules in the context: delegating to components/duckdb/image/build.sh"
-    BASE_IMAGE="$BOOKWORM_BASE" IMAGE_TAG=homelab/duckdb:1 "$DDIR/build.sh" || die "duckdb: build.sh failed"
-    SUMMARY+=("$(printf '%-20s %-11s %8s  %s' homelab/duckdb:1 "built" "$(elapsed "$t")" "$(size_of homelab/duckdb:1)")")
+    BASE_IMAGE="$BOOKWORM_BASE" IMAGE_TAG="$NS/duckdb:1" "$DDIR/build.sh" || die "duckdb: build.sh failed"
+    SUMMARY+=("$(printf '%-20s %-11s %8s  %s' "$NS/duckdb:1" "built" "$(elapsed "$t")" "$(size_of "$NS/duckdb:1")")")
   fi
 fi
 

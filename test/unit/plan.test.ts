@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { validateConfig } from "../../components/config/index.ts";
-import { PlanError, addressPlan, planHomelab, postUpSteps } from "../../components/plan.ts";
+import { PlanError, addressPlan, imageNamespace, planHomelab, postUpSteps } from "../../components/plan.ts";
 import { containerCreateArgs, containerSpecOf, filesTar, networkCreateArgs } from "../../components/platform/docker-node.ts";
 import { startOrder } from "../../components/platform/plan.ts";
 import { redactedSecrets } from "../../components/plan.ts";
@@ -102,5 +102,16 @@ describe("docker CLI argv", () => {
     expect(entries["etc/homelab/tls/node.key"]).toBe(0o600);
     expect(entries["etc/homelab/postgresql.conf"]).toBe(0o644);
     expect(entries["etc/homelab"]).toBe(0o755);
+  });
+});
+
+describe("imageNamespace (HOMELAB_IMAGE_NAMESPACE)", () => {
+  it("defaults to homelab and takes a docker repository path", () => {
+    expect(imageNamespace({})).toBe("homelab");
+    expect(imageNamespace({ HOMELAB_IMAGE_NAMESPACE: "registry.lan/wt-b" })).toBe("registry.lan/wt-b");
+  });
+  it("refuses a value docker cannot tag, naming the variable, the value and what is accepted", () => {
+    expect(() => imageNamespace({ HOMELAB_IMAGE_NAMESPACE: "Homelab B" })).toThrow(/^HOMELAB_IMAGE_NAMESPACE: got "Homelab B"; expected a docker repository path/);
+    expect(() => imageNamespace({ HOMELAB_IMAGE_NAMESPACE: "" })).toThrow(/HOMELAB_IMAGE_NAMESPACE: got ""/);
   });
 });
