@@ -31,6 +31,7 @@ interface DrillFlags {
   variant?: string;
   yes?: boolean;
   force?: boolean;
+  freshBackup?: boolean;
 }
 
 /** Runs one drill; `topology()` reads the stack's topology (the recreate drill reads it itself, after its refusals). */
@@ -48,7 +49,12 @@ export const RUNNERS: Record<DrillName, Runner> = {
     });
   },
   "backup-restore": async (topology, flags) =>
-    (await import("../drills/backup-restore.mts")).runBackupRestoreDrill({ topology: await topology(), reportsDir: flags.reports, variant: (flags.variant as "pitr" | "latest" | "both" | undefined) ?? "both" }),
+    (await import("../drills/backup-restore.mts")).runBackupRestoreDrill({
+      topology: await topology(),
+      reportsDir: flags.reports,
+      variant: (flags.variant as "pitr" | "latest" | "both" | undefined) ?? "both",
+      freshBackup: Boolean(flags.freshBackup),
+    }),
   failover: async (topology, flags) => (await import("../drills/failover.mts")).runFailoverDrill({ topology: await topology(), reportsDir: flags.reports }),
   recreate: async (_topology, flags) => {
     const { runRecreateOnStack } = await import("../drills/recreate.mts");
@@ -69,6 +75,9 @@ export function drillOptions(drill?: DrillName): Option[] {
     new Option("--reports <dir>", "reports folder (history accumulates here)").default("reports"),
   ];
   if (variants) options.push(new Option("--variant <variant>", variantHelp).choices(variants));
+  if (!drill || drill === "backup-restore") {
+    options.push(new Option("--fresh-backup", "backup-restore: restore a new full backup instead of the newest existing one (expired again afterwards)").default(false));
+  }
   if (!drill || drill === "recreate") {
     options.push(
       new Option("--yes", "recreate: confirm that the stack is destroyed and re-created from its backups").default(false),

@@ -1,6 +1,8 @@
 // Backup-restore drill (docs/drills.md "Drills" 1), rehearsing runbooks/postgres-pitr-restore.md step by step:
-//   preflight   pgbackrest check (archiving works), newest backup within policy, no WAL segment missing
-//   backup      a full backup on the repository host while the writer keeps writing
+//   preflight   pgbackrest check (archiving works), pgbackrest verify over every backup and the archive, a
+//               backup existed before the drill, newest backup within policy, no WAL segment missing
+//   source      the newest backup the repository ALREADY holds (what a real disaster restores); with
+//               --fresh-backup a new full backup taken while the writer writes (expired again at the end)
 //   target      writer paused, target time T from the primary's clock + table digests AT T, writer resumed
 //   archive     more writes, a WAL switch, wait until the repository holds every segment from the backup
 //               past T (PITR must reach T), more writes
@@ -14,14 +16,14 @@
 //               (HOMELAB_ROLE=primary-from-backup, then its own role again) and each replica, stranded ahead
 //               on the old timeline, re-cloned from it: the stack ends primary + streaming replica
 //
-//   npx tsx drills/backup-restore.mts --stack <stack> | --topology <file.json> [--variant pitr|latest|both] [--reports <dir>]
+//   npx tsx drills/backup-restore.mts --stack <stack> | --topology <file.json> [--variant pitr|latest|both] [--fresh-backup] [--reports <dir>]
 //
 // Exit code 0 only when every check passes (objectives.backupRestore of the stack). Nothing is destroyed when
 // preflight fails: a drill must not turn broken backups into a lost primary.
 import { randomBytes } from "node:crypto";
 import pg, { escapeLiteral } from "pg";
 import { docker, dockerEnv } from "../components/platform/docker-node.ts";
-import { parsePgbackrestInfo, type RepositoryState } from "./lib/archive.ts";
+import { parsePgbackrestInfo, type RepositoryBackup, type RepositoryState } from "./lib/archive.ts";
 import { assertDigestsEqual, assertRowsEqualAtTarget, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, splitAtTarget, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
@@ -32,6 +34,7 @@ import {
   archivedSegmentsOnNode,
   assertArchiveContinuous,
   assertArchivingWorks,
+  assertBackupExisted,
   assertBackupFresh,
   assertEstateVerified,
   assertRecoveryWindowKept,
@@ -41,8 +44,11 @@ import {
   pgbackrestRestoreArgs,
   pgPromotedReadProbe,
   parseVerifyText,
+  walSegmentOfLsn,
+  walSpan,
   type ArchiverState,
   type RestoreVariant,
+  type WalSpan,
 } from "./lib/pitr.ts";
 import { Probe } from "./lib/probe.ts";
 import { type DrillReport, concludeDrill } from "./lib/report.ts";
@@ -66,7 +72,7 @@ export interface DisasterContext {
   log: DrillLog;
   primary: TopologyNode;
   repository: TopologyNode;
-  /** The drill's own full backup. */
+  /** The backup the drill restores: the newest existing one, or its own with --fresh-backup. */
   backupLabel: string;
   /** First WAL segment the backup needs, the segment holding T, and the last one the drill waited for. */
   backupStartSegment: string;
@@ -85,6 +91,11 @@ export interface BackupRestoreDrillOptions {
   nodeControl?: NodeControl;
   /** Writer rate. Default 50. */
   writesPerSecond?: number;
+  /**
+   * Take a new full backup and restore that one instead of the newest existing backup (the default: what a
+   * real disaster restores). It is taken with retention lifted and expired again once the stack is whole.
+   */
+  freshBackup?: boolean;
   /** How long `pgbackrest check` waits for its forced WAL segment (--archive-timeout). Default 30. */
   archiveCheckTimeoutSeconds?: number;
   /**
@@ -151,6 +162,28 @@ function backupLsns(raw: Record<string, unknown>, label: string): { start?: stri
   return { start: b?.lsn?.start, stop: b?.lsn?.stop };
 }
 
+type RestoreSource = RepositoryBackup & { archiveStart: string; lsn: { start?: string; stop?: string } };
+
+/**
+ * A full backup on the repository host with retention lifted for its own expire run: it must not push a
+ * backup the user has out of retention.full (the drill expires it again once the stack is whole).
+ */
+async function takeFullBackup(ctl: NodeControl, repository: TopologyNode, stanza: string, previousNewest: string | null): Promise<RestoreSource> {
+  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--type=full", "--repo1-retention-full=9999", "backup"], { allowFailure: true, timeoutMs: 3_600_000 });
+  if (r.code !== 0) throw new Error(`pgbackrest backup failed (exit ${r.code}): ${pgbackrestError(r.stdout + r.stderr)}`);
+  const after = await repositoryInfo(ctl, repository, stanza);
+  if (!after.state.newestBackup || after.state.newestBackup.label === previousNewest) throw new Error(`pgbackrest backup exited 0 but info shows no new backup (newest: ${after.state.newestBackup?.label ?? "none"})`);
+  return newestBackupOf(after);
+}
+
+/** The repository's newest backup as a restore needs it: its first WAL segment and LSNs. */
+function newestBackupOf(info: { state: RepositoryState; raw: Record<string, unknown> }): RestoreSource {
+  const newest = info.state.newestBackup;
+  if (!newest) throw new Error("the repository holds no backup to restore");
+  if (!newest.archiveStart) throw new Error(`backup ${newest.label} names no first WAL segment`);
+  return { ...newest, archiveStart: newest.archiveStart, lsn: backupLsns(info.raw, newest.label) };
+}
+
 async function archiverState(ctl: NodeControl, primary: TopologyNode): Promise<ArchiverState | null> {
   try {
     return JSON.parse(await psqlOnNode(ctl, primary, ARCHIVER_STATE_SQL)) as ArchiverState;
@@ -205,6 +238,16 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     const before = await log.step("preflight: repository state", () => repositoryInfo(ctl, repository, stanza), (r) => `${r.state.backups.length} backup(s), newest ${r.state.newestBackup?.label ?? "none"}, archive up to ${r.state.newestArchivedWal ?? "none"}`);
     const archiveId = currentArchiveId(before.raw);
     backupsBefore = before.state.backups.map((b) => b.label);
+    let estate = before;
+    if (before.state.backups.length === 0) {
+      // Nothing a disaster could restore: the check fails, but the restore is still rehearsed on a backup of
+      // its own (kept afterwards: it is the only one the stack has).
+      const own = await log.step("no backup in the repository: a full backup to rehearse the restore on", () => takeFullBackup(ctl, repository, stanza, null));
+      ownBackup = own.label;
+      estate = await repositoryInfo(ctl, repository, stanza);
+    }
+    const existed = assertBackupExisted(before.state.newestBackup, await repositoryNowMs(ctl, repository), { freshLabel: ownBackup });
+    checks.push(existed);
     const preflight: Check[] = [];
     await log.step("preflight: pgbackrest check", async (p) => {
       const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, `--archive-timeout=${opts.archiveCheckTimeoutSeconds ?? 30}`, "check"], { allowFailure: true, timeoutMs: ((opts.archiveCheckTimeoutSeconds ?? 30) + 60) * 1000 });
@@ -222,14 +265,14 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       return c.ok ? c.detail : undefined;
     }, (detail) => detail);
     await log.step("preflight: newest backup age", async (p) => {
-      const c = assertBackupFresh(before.state.newestBackup, t.pgbackrest.maxBackupAgeSeconds, await repositoryNowMs(ctl, repository));
+      const c = assertBackupFresh(estate.state.newestBackup, t.pgbackrest.maxBackupAgeSeconds, await repositoryNowMs(ctl, repository));
       preflight.push(c);
       if (!c.ok) p.fail(c.detail);
     });
     await log.step("preflight: archive continuity", async (p) => {
       // From the oldest backup's first segment: a restore of any retained backup to any time after it
       // must find every segment on the way.
-      const starts = before.state.backups.map((b) => b.archiveStart).filter((s): s is string => s !== null).sort();
+      const starts = estate.state.backups.map((b) => b.archiveStart).filter((s): s is string => s !== null).sort();
       const { names } = await archivedNames(ctl, repository, stanza, archiveId);
       const newest = names[names.length - 1] ?? null;
       const c = assertArchiveContinuous(starts[0] ? archiveGaps(names, starts[0]) : [], { fromSegment: starts[0] ?? null, newestArchived: newest });
@@ -262,21 +305,17 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     await control.connect();
 
     // ------------------------------------------------------------------------------------------ backup
-    const backup = await log.step("full backup on the repository host", async () => {
-      // Retention lifted for this backup's own expire run: it must not push a backup the user has out of
-      // retention.full (it is expired itself at the end).
-      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--type=full", "--repo1-retention-full=9999", "backup"], { allowFailure: true, timeoutMs: 3_600_000 });
-      if (r.code !== 0) throw new Error(`pgbackrest backup failed (exit ${r.code}): ${pgbackrestError(r.stdout + r.stderr)}`);
-      const after = await repositoryInfo(ctl, repository, stanza);
-      const newest = after.state.newestBackup;
-      if (!newest || newest.label === before.state.newestBackup?.label) throw new Error(`pgbackrest backup exited 0 but info shows no new backup (newest: ${newest?.label ?? "none"})`);
-      ownBackup = newest.label;
-      if (!newest.archiveStart) throw new Error(`backup ${newest.label} names no first WAL segment`);
-      return { ...newest, archiveStart: newest.archiveStart, lsn: backupLsns(after.raw, newest.label) };
-    }, (b) => `${b.label}, WAL ${b.archiveStart}..${b.archiveStop}`);
-    evidence.backup = { label: backup.label, type: backup.type, archiveStart: backup.archiveStart, archiveStop: backup.archiveStop, lsnStart: backup.lsn.start, lsnStop: backup.lsn.stop };
+    const fresh = Boolean(opts.freshBackup) && ownBackup === undefined;
+    const backup = fresh
+      ? await log.step("full backup on the repository host (--fresh-backup)", async () => {
+          const b = await takeFullBackup(ctl, repository, stanza, estate.state.newestBackup?.label ?? null);
+          ownBackup = b.label;
+          return b;
+        }, (b) => `${b.label}, WAL ${b.archiveStart}..${b.archiveStop}`)
+      : await log.step("restore source: the newest backup the repository already holds", () => newestBackupOf(estate), (b) => `${b.label} (${b.type}${ownBackup ? ", the drill's own: there was none" : ""}), WAL from ${b.archiveStart}`);
+    evidence.backup = { label: backup.label, type: backup.type, source: fresh ? "fresh (--fresh-backup)" : ownBackup ? "the drill's own (the repository held none)" : "newest existing", stopMs: backup.stopMs, archiveStart: backup.archiveStart, archiveStop: backup.archiveStop, lsnStart: backup.lsn.start, lsnStop: backup.lsn.stop };
 
-    await log.step("writes continue after the backup", () => sleep(WRITES_BEFORE_TARGET_MS), () => `${w.acknowledged().length} acknowledged so far`);
+    await log.step(fresh ? "writes continue after the backup" : "writes before T", () => sleep(WRITES_BEFORE_TARGET_MS), () => `${w.acknowledged().length} acknowledged so far`);
 
     // ------------------------------------------------------------------------------------------ target T
     const c = control;
@@ -298,6 +337,11 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
       }
     }, (m) => `T = ${m.time} (LSN ${m.lsn}, segment ${m.segment}), ${w.acknowledged().length} writes acknowledged before it`);
     target.resumedAtMs = Date.now();
+    const backupAgeSeconds = Math.max(0, (target.serverMs - backup.stopMs) / 1000);
+    const span = backup.lsn.start ? safeSpan({ segment: backup.archiveStart, lsn: backup.lsn.start }, { segment: walSegmentOfLsn(target.lsn, target.timeline), lsn: target.lsn }) : undefined;
+    evidence.backupAgeAtTargetSeconds = Math.round(backupAgeSeconds * 10) / 10;
+    evidence.walSpanToTarget = span ?? null;
+    log.info(`restoring ${backup.label}: ${formatSeconds(backupAgeSeconds)} old at T; WAL to replay to T ${span ? `${span.segments} segment${span.segments === 1 ? "" : "s"} (${span.fromSegment} .. ${span.toSegment}), ${(span.bytes / 1048576).toFixed(1)} MiB` : "unknown (no start LSN in pgbackrest info)"}`);
     evidence.target = { time: target.time, lsn: target.lsn, segment: target.segment, timeline: target.timeline, digest: target.digest };
 
     const needed = await log.step("more writes, then archive the WAL past T", async () => {
@@ -373,6 +417,11 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
         timeline: outcome.timeline,
         timelineSwitchLsn: outcome.switchLsn,
         recoveryStop: outcome.recoveryStop,
+        // WAL replayed on top of the backup: to T (pitr), to the end of the archive (latest: the switch point).
+        walReplayed: (() => {
+          const to = v === "pitr" ? target.lsn : outcome.switchLsn;
+          return to && backup.lsn.start ? (safeSpan({ segment: backup.archiveStart, lsn: backup.lsn.start }, { segment: walSegmentOfLsn(to, target.timeline), lsn: to }) ?? null) : null;
+        })(),
       };
       restoreEvidence[v] = ev;
       if (i === 0) rto = outcome.rto;
@@ -476,7 +525,8 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     const labelsBefore = backupsBefore;
     await log.step("the recovery window as before the drill", async (p) => {
       // Only once the stack is whole again: until then the drill's backup may be the newest good one.
-      if (ownBackup && stackHealthy) {
+      if (ownBackup && labelsBefore.length === 0) log.info(`the drill's own backup ${ownBackup} is kept: it is the only backup the stack has`);
+      else if (ownBackup && stackHealthy) {
         const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, `--set=${ownBackup}`, "expire"], { allowFailure: true, timeoutMs: 600_000 });
         if (r.code !== 0) log.warn(`could not expire the drill's own backup ${ownBackup}: ${pgbackrestError(r.stdout + r.stderr)}`);
       } else if (ownBackup) log.warn(`the drill's own backup ${ownBackup} is kept: the stack is not whole again`);
@@ -511,6 +561,14 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
 
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+function safeSpan(from: { segment: string; lsn: string }, to: { segment: string; lsn: string }): WalSpan | undefined {
+  try {
+    return walSpan(from, to);
+  } catch {
+    return undefined;
+  }
 }
 
 function safeGap(a: string, b: string): number | undefined {
@@ -565,7 +623,7 @@ async function restoreToFreshNode(a: RestoreArgs): Promise<RestoreOutcome> {
       return node;
     }, (n) => `${n.handle.kind === "docker" ? n.handle.container : n.name} at ${config?.host}:${config?.port}, HOMELAB_ROLE=restore`);
 
-    const argv = pgbackrestRestoreArgs({ stanza: a.t.pgbackrest.stanza, variant, targetTime: a.target.time, ...(variant === "pitr" ? { set: a.backupLabel } : {}) });
+    const argv = pgbackrestRestoreArgs({ stanza: a.t.pgbackrest.stanza, variant, targetTime: a.target.time, set: a.backupLabel });
     const restore = await log.step(`${variant}: ${argv.slice(1).join(" ")}`, async () => {
       const t0 = Date.now();
       const r = await ctl.exec(copy, argv, { allowFailure: true, timeoutMs: 6 * 3_600_000 });

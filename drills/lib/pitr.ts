@@ -172,6 +172,39 @@ export function assertBackupFresh(newest: RepositoryBackup | null, maxAgeSeconds
   return check(name, ok, detail, { objective: maxAgeSeconds, measured: Math.round(ageSeconds * 10) / 10, unit: "s" });
 }
 
+/**
+ * "a backup existed before the drill": a disaster restores what the repository already holds, so the drill
+ * restores the newest existing backup. With none (a stack that never backed up) the drill takes one to
+ * rehearse the restore at all, and this check fails: a real disaster would have had nothing to restore.
+ */
+export function assertBackupExisted(newest: RepositoryBackup | null, nowMs: number, opts: { freshLabel?: string } = {}): Check {
+  const name = "a backup existed before the drill";
+  if (!newest) {
+    return check(name, false, `the repository held no backup before the drill: a disaster would have had nothing to restore${opts.freshLabel ? ` (the drill took ${opts.freshLabel} to rehearse the restore)` : ""}; schedule backups (pgbackrest.schedules) or run \`pgbackrest backup\` on the repository node`, { objective: 1, measured: 0, unit: "backups" });
+  }
+  return check(name, true, `newest backup ${newest.label} (${newest.type}) finished ${formatSeconds(Math.max(0, (nowMs - newest.stopMs) / 1000))} before the drill`, { objective: 1, measured: 1, unit: "backups" });
+}
+
+/** The WAL a restore of a backup replays to reach `toLsn`: from the backup's start, segments and bytes. */
+export interface WalSpan {
+  fromSegment: string;
+  toSegment: string;
+  fromLsn: string;
+  toLsn: string;
+  /** Segment numbers from..to inclusive (a timeline switch on the way reuses the segment it forked in). */
+  segments: number;
+  bytes: number;
+}
+
+export function walSpan(from: { segment: string; lsn: string }, to: { segment: string; lsn: string }, segmentBytes = WAL_SEGMENT_BYTES): WalSpan {
+  const a = parseWalSegmentName(from.segment, segmentBytes);
+  const b = parseWalSegmentName(to.segment, segmentBytes);
+  if (b.segno < a.segno) throw new RangeError(`WAL span ${from.segment}..${to.segment} runs backwards`);
+  const bytes = Number(parseLsn(to.lsn) - parseLsn(from.lsn));
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`WAL span ${from.lsn}..${to.lsn}: end before start`);
+  return { fromSegment: from.segment, toSegment: to.segment, fromLsn: from.lsn, toLsn: to.lsn, segments: Number(b.segno - a.segno) + 1, bytes };
+}
+
 /** One backup or archive id in `pgbackrest verify --output=text --verbose`, with its file counts. */
 export interface VerifiedItem {
   kind: "backup" | "archive";
@@ -262,7 +295,8 @@ export function assertRecoveryWindowKept(before: readonly string[], after: reado
   const lost = before.filter((l) => !after.includes(l));
   const oldestBefore = [...before].sort()[0] ?? null;
   const oldestAfter = [...after].sort()[0] ?? null;
-  if (lost.length === 0 && oldestBefore === oldestAfter) {
+  // With nothing before the drill (its own backup kept: the only one there is), nothing can have shrunk.
+  if (lost.length === 0 && (oldestBefore === oldestAfter || oldestBefore === null)) {
     return check(name, true, `every backup from before the drill is still there (${before.length}: ${before.join(", ") || "none"}); oldest restore point ${oldestBefore ?? "none"} unchanged`, { objective: 0, measured: 0, unit: "backups lost" });
   }
   return check(name, false, `the drill shrank the recovery window: backup${lost.length === 1 ? "" : "s"} ${lost.join(", ") || "none"} gone (oldest restore point was ${oldestBefore ?? "none"}, now ${oldestAfter ?? "none"})`, { objective: 0, measured: lost.length, unit: "backups lost" });

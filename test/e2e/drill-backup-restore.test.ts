@@ -85,10 +85,20 @@ describe("backup-restore drill on a real tier", () => {
     expect(await leftovers(STACK)).toEqual([]);
   }, 180_000);
 
-  it("healthy stack, both variants: PITR restores exactly the writes acknowledged at T, latest meets its RPO, and the stack ends redundant", async () => {
+  it("healthy stack, both variants: the newest EXISTING backup restored, PITR exactly the writes acknowledged at T, latest meets its RPO, and the stack ends redundant", async () => {
     const reportsDir = path.join(scratch, "healthy");
+    const labelsBefore = await backupLabels();
     const report = await runBackupRestoreDrill({ topology: tier.topology, reportsDir, variant: "both" });
     expect(report.verdict, describeFailures(report)).toBe("pass");
+    // What a disaster would restore: the backup `up` made, not one of the drill's own; no backup taken.
+    const source = report.evidence.backup as { label: string; source: string };
+    expect(source).toMatchObject({ label: labelsBefore[labelsBefore.length - 1], source: "newest existing" });
+    expect(checkNamed(report, "a backup existed before the drill")?.detail).toMatch(new RegExp(`^newest backup ${source.label} \\(full\\) finished .* before the drill$`));
+    expect(await backupLabels()).toEqual(labelsBefore);
+    const span = report.evidence.walSpanToTarget as { segments: number; bytes: number; fromSegment: string };
+    expect(span.segments).toBeGreaterThan(0);
+    expect(span.bytes).toBeGreaterThan(0);
+    expect(report.evidence.backupAgeAtTargetSeconds as number).toBeGreaterThan(0);
     expect(checkNamed(report, "pitr: acknowledged writes at T equal")?.ok).toBe(true);
     expect(checkNamed(report, "pitr: table digests at T equal")?.ok).toBe(true);
     expect(checkNamed(report, "pitr: amcheck on the workload's indexes")?.ok).toBe(true);
@@ -239,12 +249,16 @@ describe("backup-restore drill on a real tier", () => {
     await expectRedundant();
   }, 300_000);
 
-  it("after the faults are undone, a healthy latest-only run passes again through the CLI (no false alarm)", async () => {
+  it("after the faults are undone, a healthy latest-only run with --fresh-backup passes again through the CLI (no false alarm), its own backup expired again", async () => {
     const file = path.join(scratch, "topology.json");
     writeFileSync(file, JSON.stringify(tier.topology));
-    const r = await runCli(["--topology", file, "--variant", "latest", "--reports", path.join(scratch, "healthy-again")]);
+    const labelsBefore = await backupLabels();
+    const r = await runCli(["--topology", file, "--variant", "latest", "--fresh-backup", "--reports", path.join(scratch, "healthy-again")]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/backup-restore: PASS/);
+    expect(r.stdout).toMatch(/full backup on the repository host \(--fresh-backup\)/);
+    expect(r.stdout).toMatch(/✔ recovery window kept/);
+    expect(await backupLabels()).toEqual(labelsBefore);
     await expectRedundant();
   }, 600_000);
 

@@ -96,7 +96,7 @@ describe("drills/<name>.mts on their own", () => {
     const cliFlags = new Map(drill.options.map((o) => [o.long, o]));
     const expected: Record<string, string[]> = {
       redis: ["--stack", "--topology", "--reports", "--variant"],
-      "backup-restore": ["--stack", "--topology", "--reports", "--variant"],
+      "backup-restore": ["--stack", "--topology", "--reports", "--variant", "--fresh-backup"],
       failover: ["--stack", "--topology", "--reports"],
       recreate: ["--stack", "--topology", "--reports", "--yes", "--force"],
     };
@@ -113,7 +113,7 @@ describe("drills/<name>.mts on their own", () => {
         }
       }
     }
-    expect(drillOptions().map((o) => o.long)).toEqual(["--stack", "--topology", "--reports", "--variant", "--yes", "--force"]);
+    expect(drillOptions().map((o) => o.long)).toEqual(["--stack", "--topology", "--reports", "--variant", "--fresh-backup", "--yes", "--force"]);
   });
 });
 

@@ -5,6 +5,7 @@ import {
   archiverFailing,
   assertArchiveContinuous,
   assertArchivingWorks,
+  assertBackupExisted,
   assertBackupFresh,
   assertEstateVerified,
   assertRecoveryWindowKept,
@@ -18,6 +19,7 @@ import {
   pgPromotedReadProbe,
   walSegmentName,
   walSegmentOfLsn,
+  walSpan,
   type ArchiverState,
 } from "../../drills/lib/pitr.ts";
 
@@ -274,5 +276,36 @@ describe("recovery window kept", () => {
     const c = assertRecoveryWindowKept(["20261201-030000F", "20261202-030000F"], ["20261202-030000F", "20261202-101500F"]);
     expect(c).toMatchObject({ ok: false, measured: 1 });
     expect(c.detail).toBe("the drill shrank the recovery window: backup 20261201-030000F gone (oldest restore point was 20261201-030000F, now 20261202-030000F)");
+  });
+});
+
+describe("a backup existed before the drill", () => {
+  const newest = { label: "20261201-030000F", type: "full", stopMs: Date.parse("2026-12-01T03:00:40Z"), archiveStart: "000000010000000000000004", archiveStop: "000000010000000000000004" };
+  it("passes naming the newest existing backup and its age", () => {
+    const c = assertBackupExisted(newest, Date.parse("2026-12-01T05:00:40Z"));
+    expect(c).toMatchObject({ ok: true, measured: 1 });
+    expect(c.detail).toBe("newest backup 20261201-030000F (full) finished 2 h before the drill");
+  });
+  it("fails when the repository held none, naming the backup the drill took instead", () => {
+    const c = assertBackupExisted(null, Date.now(), { freshLabel: "20261202-070000F" });
+    expect(c).toMatchObject({ ok: false, measured: 0, objective: 1 });
+    expect(c.detail).toMatch(/^the repository held no backup before the drill: a disaster would have had nothing to restore \(the drill took 20261202-070000F to rehearse the restore\)/);
+  });
+});
+
+describe("walSpan", () => {
+  it("counts segments and bytes from the backup's start to the target, across a timeline switch", () => {
+    const span = walSpan({ segment: "000000010000000000000004", lsn: "0/4000028" }, { segment: "000000020000000100000002", lsn: "1/2000100" });
+    expect(span.segments).toBe(0x102 - 0x4 + 1);
+    expect(span.bytes).toBe(0x102000100 - 0x4000028);
+  });
+  it("refuses a span that runs backwards", () => {
+    expect(() => walSpan({ segment: "000000010000000000000009", lsn: "0/9000000" }, { segment: "000000010000000000000004", lsn: "0/4000000" })).toThrow(/runs backwards/);
+  });
+});
+
+describe("recovery window kept, from an empty repository", () => {
+  it("passes when there was no backup before (the drill's own, the only one, is kept)", () => {
+    expect(assertRecoveryWindowKept([], ["20261202-070000F"]).ok).toBe(true);
   });
 });
