@@ -3,7 +3,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, homelabConfigSchema, validateConfig } from "../components/config/index.ts";
 import { Homelab } from "../components/homelab.ts";
-import { readSecrets } from "../components/secrets.ts";
+import { planHomelab } from "../components/plan.ts";
+import { bootstrapRefusal, repositoryHoldingOnDocker } from "../components/platform/bootstrap-preflight.ts";
+import { readSecrets, redactedSecrets } from "../components/secrets.ts";
 
 const config = new pulumi.Config();
 const stack = pulumi.getStack();
@@ -38,6 +40,14 @@ if (deployed?.platform && deployed.platform !== spec.platform) {
   throw new pulumi.RunError(
     `homelab-data:platform: stack ${stack} was built with platform ${deployed.platform} and stacks/Pulumi.${stack}.yaml now says ${spec.platform}; switching would replace every node. Set it back to ${deployed.platform}, or run \`npx homelab down --stack ${stack}\` first (the backup repository stays) and then \`up\` again`,
   );
+}
+
+// An empty cluster over a retained repository: refused now, in preview and up alike, when the primary would
+// refuse anyway (initdb over a stanza with backups, a restore from nothing), rather than after minutes of up.
+if (spec.platform === "docker" || spec.platform === "docker-api") {
+  const holding = await repositoryHoldingOnDocker(planHomelab(spec, redactedSecrets()), spec.pgbackrest.stanza, spec.docker.host);
+  const refusal = holding && bootstrapRefusal(spec.postgres.bootstrapFrom, holding, { stack, stanza: spec.pgbackrest.stanza });
+  if (refusal) throw new pulumi.RunError(refusal);
 }
 
 const lab = new Homelab("homelab", { spec, secrets: readSecrets(config, stack) });

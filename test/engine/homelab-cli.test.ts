@@ -5,11 +5,11 @@
 // `down --purge-backups` removes that too. Real pulumi (the offline toolchain), real
 // Docker. The stack file lives in stacks/ (where pulumi reads stack config) only while this file runs.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { LABEL_STACK, removeByLabel } from "../../components/platform/docker-node.ts";
 import { REPO_ROOT, toolchainCacheRoot, toolchainStatus } from "../../tools/pulumi-env.ts";
 import { leftovers } from "../e2e/harness.ts";
@@ -104,6 +104,26 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
     expect(sql("select count(*) || ':' || max(id) || ':' || min(note) from kept")).toBe("500:500:row 1");
     // A new timeline: the restored primary promoted itself after replaying the archive.
     expect(Number(sql("select timeline_id from pg_control_checkpoint()"))).toBeGreaterThan(1);
+  }, 600_000);
+
+  it("up with bootstrapFrom: initdb over the retained repository fails in seconds, naming the stanza, its newest backup and the ways out; nothing created", async () => {
+    const down = homelab("down", "--stack", STACK);
+    expect(down.code, down.out).toBe(0);
+    const config = (parse(readFileSync(STACK_FILE, "utf8")) as { config: Record<string, Record<string, unknown>> }).config;
+    const original = readFileSync(STACK_FILE, "utf8");
+    writeFileSync(STACK_FILE, stringify({ ...parse(original), config: { ...config, "homelab-data:postgres": { ...config["homelab-data:postgres"], bootstrapFrom: "initdb" } } }));
+    try {
+      const t0 = Date.now();
+      const up = homelab("up", "--stack", STACK);
+      const seconds = (Date.now() - t0) / 1000;
+      console.log(`[engine] refused up in ${seconds.toFixed(1)} s`);
+      expect(up.code, up.out).not.toBe(0);
+      expect(up.out).toMatch(/homelab-data:postgres\.bootstrapFrom: initdb, but the retained repository holds stanza 'main' with \d+ backups? \(newest \d{8}-\d{6}F\): a new cluster would never match its archive\. Either restore it \(bootstrapFrom: auto, the default, or backup\), or start empty after `npx homelab down --stack clitest --purge-backups`/);
+      expect(up.out).not.toMatch(/\n\s+at .*\.ts:\d+/);
+      expect(await leftovers(STACK)).toEqual(["volume homelab-clitest-backup-repo"]);
+    } finally {
+      writeFileSync(STACK_FILE, original);
+    }
   }, 600_000);
 
   it("down --purge-backups removes the backup repository too", async () => {
