@@ -3,7 +3,7 @@
 //   (a) archive_command failing, (b) a WAL segment missing from the repository (one the restore needs, and
 //   one in the retained archive before the run), (c) the newest backup older than the policy, (d) a corrupted
 //   file in the newest existing backup, (e) a file missing from an older backup (pgbackrest verify), (f) a
-//   backup gone after the drill (the recovery window shrunk).
+//   backup gone after the drill (the recovery window shrunk), (g) no backup at all (a backup must have existed).
 // Every fault is undone after its run, and the stack must be primary + streaming replica after each.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -40,7 +40,7 @@ const REPO_BACKUP = "/var/lib/pgbackrest/backup";
 
 /** Labels of the backups in the repository, oldest first. */
 async function backupLabels(): Promise<string[]> {
-  const r = await tier.exec("backup", ["sh", "-c", 'cd "$1" && ls -d 2*[FDI] 2>/dev/null', "sh", `${REPO_BACKUP}/${tier.spec.pgbackrest.stanza}`], { user: "postgres" });
+  const r = await tier.exec("backup", ["sh", "-c", 'cd "$1" && ls -d 2*[FDI] 2>/dev/null || true', "sh", `${REPO_BACKUP}/${tier.spec.pgbackrest.stanza}`], { user: "postgres" });
   return r.stdout.split(/\s+/).filter(Boolean).sort();
 }
 
@@ -283,6 +283,27 @@ describe("backup-restore drill on a real tier", () => {
     expect(c?.ok).toBe(false);
     expect(c?.detail).toContain(`the drill shrank the recovery window: backup ${oldest} gone`);
     expect(await backupLabels()).not.toContain(oldest);
+    await expectRedundant();
+  }, 600_000);
+
+  // Last of all: the stanza is deleted and created again, empty (no backup), as on a stack that never backed up.
+  it("(g) no backup in the repository: the drill FAILS 'a backup existed before the drill', still rehearses the restore on one of its own and keeps it", async () => {
+    const stanza = tier.spec.pgbackrest.stanza;
+    await tier.exec("backup", ["pgbackrest", `--stanza=${stanza}`, "stop"], { user: "postgres" });
+    await tier.exec("backup", ["pgbackrest", `--stanza=${stanza}`, "--force", "stanza-delete"], { user: "postgres" });
+    await tier.exec("backup", ["pgbackrest", `--stanza=${stanza}`, "start"], { user: "postgres" });
+    await tier.exec("backup", ["pgbackrest", `--stanza=${stanza}`, "stanza-create"], { user: "postgres" });
+    expect(await backupLabels()).toEqual([]);
+    const report = await runBackupRestoreDrill({ topology: tier.topology, reportsDir: path.join(scratch, "no-backup"), variant: "pitr" });
+    expect(report.verdict).toBe("fail");
+    const c = checkNamed(report, "a backup existed before the drill");
+    expect(c?.ok).toBe(false);
+    expect(c?.detail).toMatch(/^the repository held no backup before the drill: a disaster would have had nothing to restore \(the drill took \d{8}-\d{6}F to rehearse the restore\)/);
+    // Only that check fails: the restore itself was rehearsed, and the drill's backup (the only one) is kept.
+    expect(failed(report).map((f) => f.name)).toEqual(["a backup existed before the drill"]);
+    expect(checkNamed(report, "pitr: acknowledged writes at T equal")?.ok).toBe(true);
+    expect(await backupLabels()).toHaveLength(1);
+    expect((report.evidence.backup as { source: string }).source).toBe("the drill's own (the repository held none)");
     await expectRedundant();
   }, 600_000);
 });
