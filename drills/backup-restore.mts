@@ -31,6 +31,7 @@ import { controlFor, psqlOnNode, readSecret, type ControlledNode, type NodeContr
 import {
   ARCHIVER_STATE_SQL,
   archiveGaps,
+  archiveGetFailures,
   archivedSegmentsOnNode,
   assertArchiveContinuous,
   assertArchivingWorks,
@@ -46,6 +47,7 @@ import {
   parseVerifyText,
   walSegmentOfLsn,
   walSpan,
+  type ArchiveGetFailure,
   type ArchiverState,
   type RestoreVariant,
   type WalSpan,
@@ -121,6 +123,8 @@ interface RestoreOutcome {
   switchLsn: string | null;
   recoveryStop: string[];
   restoreSize: string | null;
+  /** restore_command calls that errored rather than found nothing (e.g. [082] timeouts). */
+  fetchErrors: ArchiveGetFailure[];
 }
 
 interface TargetMark {
@@ -459,6 +463,16 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
             note: `fault ${WRITES_BEFORE_DISASTER_MS / 1000} s after a forced WAL switch; worst case about archive_timeout (${t.postgres.archiveTimeoutSeconds} s) + archive push`,
           };
         }
+        // A fetch that errored (rather than "not found") stalls recovery for archive-timeout and can end it
+        // early: pgBackRest 2.55's async archive-get at a timeline switch did (pgbackrest#2423).
+        vchecks.push(
+          check(
+            `${v}: recovery fetched every WAL segment it asked for`,
+            outcome.fetchErrors.length === 0,
+            outcome.fetchErrors.length === 0 ? "no archive-get call errored in the restored node's log" : `archive-get errored (PostgreSQL takes it as "not there"): ${outcome.fetchErrors.map((f) => `${f.file}: ${f.error}`).join("; ")}; recovery stalls on such an error and may end early (async archive-get at a timeline switch: pgbackrest#2423)`,
+            { objective: 0, measured: outcome.fetchErrors.length, unit: "failed fetches" },
+          ),
+        );
         vchecks.push(await amcheck(ctl, outcome.copy, t.postgres.database, v));
         vchecks.push(...(await archiveIsolation(ctl, outcome, repository, stanza, archiveId, archiveAtFault.names)));
         checks.push(...vchecks);
@@ -667,6 +681,7 @@ async function restoreToFreshNode(a: RestoreArgs): Promise<RestoreOutcome> {
     const [historyName = "", ...historyBody] = history.split("\n");
     const sw = parseTimelineHistory(historyBody.join("\n"));
     const logs = await dockerLogs(copy);
+    const fetchErrors = archiveGetFailures(logs);
     const recoveryStop = logs.split("\n").filter((l) => /recovery stopping|last completed transaction|selected new timeline|redo done at/.test(l)).map((l) => l.replace(/^.*?(LOG|INFO):\s+/, "").trim());
     log.info(`${variant}: RTO ${formatDuration(breakdown.totalMs)} (${breakdown.phases.map((p) => `${p.name} ${formatDuration(p.durationMs)}`).join(", ")}); ${recoveryStop.join("; ")}`);
     return {
@@ -680,6 +695,7 @@ async function restoreToFreshNode(a: RestoreArgs): Promise<RestoreOutcome> {
       switchLsn: sw?.switchpoint ?? null,
       recoveryStop,
       restoreSize: restore.size,
+      fetchErrors,
     };
   } finally {
     await probe.stop();

@@ -507,7 +507,12 @@ function renderDatabase(input: PgbackrestDatabaseConfInput): string {
     ["pg1-port", input.pgPort ?? PGBACKREST_DEFAULTS.pgPort],
   ];
   if (input.pgSocketPath !== undefined) stanza.push(["pg1-socket-path", input.pgSocketPath]);
-  return `${HEADER}\n${section("global", global)}\n\n${section(input.stanza, stanza)}\n`;
+  // WAL is fetched one segment per restore_command call, never through the async queue: pgBackRest 2.55's
+  // async archive-get races at a timeline switch (pgbackrest#2423, fixed by PR #2806 after 2.55): the forked
+  // fetcher dies, the call waits out archive-timeout and fails for a segment that exists, which stalls
+  // recovery for a minute and can end it early (a restore that silently stops short of the archive's end).
+  const get: Line[] = ["restore_command: one segment per call (async archive-get races at a timeline switch, pgbackrest#2423)", ["archive-async", "n"]];
+  return `${HEADER}\n${section("global", global)}\n\n${async ? `${section("global:archive-get", get)}\n\n` : ""}${section(input.stanza, stanza)}\n`;
 }
 
 /**

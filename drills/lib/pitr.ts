@@ -407,6 +407,40 @@ export function explainRecoveryFailure(log: string): string | undefined {
   return parts.length > 0 ? parts.join("; ") : undefined;
 }
 
+/** One restore_command call that ERRORED (not "not found"): the WAL file it was asked for and pgBackRest's error. */
+export interface ArchiveGetFailure {
+  file: string;
+  error: string;
+}
+
+/**
+ * archive-get calls of a restored node's log that ended in an error rather than "unable to find": PostgreSQL
+ * takes any failure as "not there", so a fetch that errored for a file the repository holds (pgBackRest
+ * 2.55's async race at a timeline switch, pgbackrest#2423: `[082]` after archive-timeout) stalls recovery
+ * and can end it early. restore_command runs serially, so each `command end` closes the last `begin`.
+ */
+export function archiveGetFailures(log: string): ArchiveGetFailure[] {
+  const out: ArchiveGetFailure[] = [];
+  let file: string | undefined;
+  let error: string | undefined;
+  for (const line of log.split("\n")) {
+    const begin = /archive-get command begin [^:]*: \[([^,\]]+)/.exec(line);
+    if (begin) {
+      file = begin[1]!.trim();
+      error = undefined;
+      continue;
+    }
+    const err = /\bERROR: (\[\d+\]: .*)$/.exec(line);
+    if (err && file) error = err[1]!.trim();
+    const aborted = /archive-get command end: aborted with exception \[(\d+)\]/.exec(line);
+    if (aborted && file) {
+      out.push({ file, error: error ?? `[${aborted[1]}]` });
+      file = undefined;
+    }
+  }
+  return out;
+}
+
 // ----------------------------------------------------------------------------------------------- on nodes
 
 /** Whole archived segments of `stanza` on the repository node (`pgbackrest repo-ls`), ascending. */

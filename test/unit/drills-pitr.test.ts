@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   archiveGaps,
+  archiveGetFailures,
   archivedTimelineHistories,
   archiverFailing,
   assertArchiveContinuous,
@@ -307,5 +308,29 @@ describe("walSpan", () => {
 describe("recovery window kept, from an empty repository", () => {
   it("passes when there was no backup before (the drill's own, the only one, is kept)", () => {
     expect(assertRecoveryWindowKept([], ["20261202-070000F"]).ok).toBe(true);
+  });
+});
+
+describe("archiveGetFailures (a restored node's log)", () => {
+  // From a real restore across timelines with pgBackRest 2.55's async archive-get (pgbackrest#2423).
+  const log = [
+    "2026-12-02 07:16:40.330 P00   INFO: archive-get command begin 2.55.1: [00000002000000000000000B, pg_wal/RECOVERYXLOG] --archive-async --exec-id=239-1",
+    "2026-12-02 07:16:40.356 P00   INFO: found 00000002000000000000000B in the archive asynchronously",
+    "2026-12-02 07:16:40.363 P00   INFO: archive-get command end: completed successfully (36ms)",
+    "2026-12-02 07:16:40.388 P00   INFO: archive-get command begin 2.55.1: [00000003000000000000000C, pg_wal/RECOVERYXLOG] --archive-async --exec-id=241-38d4455d",
+    "2026-12-02 07:17:40.420 P00  ERROR: [082]: unable to get WAL file '00000003000000000000000C' from the archive asynchronously after 60 second(s)",
+    "2026-12-02 07:17:40.420 P00   INFO: archive-get command end: aborted with exception [082]",
+    "2026-12-02 07:17:40.436 P00   INFO: archive-get command begin 2.55.1: [00000002000000000000000C, pg_wal/RECOVERYXLOG] --archive-async --exec-id=1290-2",
+    "2026-12-02 07:17:40.555 P00   INFO: unable to find 00000002000000000000000C in the archive",
+    "2026-12-02 07:17:40.555 P00   INFO: archive-get command end: completed successfully (125ms)",
+    "2026-12-02 07:17:40.570 P00   INFO: archive-get command begin 2.55.1: [00000003000000000000000C, pg_wal/RECOVERYXLOG] --archive-async --exec-id=1293-6902a734",
+    "2026-12-02 07:17:40.897 P00   INFO: found 00000003000000000000000C in the archive asynchronously",
+    "2026-12-02 07:17:40.898 P00   INFO: archive-get command end: completed successfully (331ms)",
+  ].join("\n");
+  it("names the call that errored, not the ones that found the file or found nothing", () => {
+    expect(archiveGetFailures(log)).toEqual([{ file: "00000003000000000000000C", error: "[082]: unable to get WAL file '00000003000000000000000C' from the archive asynchronously after 60 second(s)" }]);
+  });
+  it("is empty for a clean recovery", () => {
+    expect(archiveGetFailures(log.split("\n").slice(0, 3).join("\n"))).toEqual([]);
   });
 });
