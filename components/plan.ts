@@ -372,7 +372,7 @@ export function backupCrontab(spec: HomelabSpec): string {
 }
 
 /**
- * The scheduled restore test (components/postgres/image/bin/homelab-restore-test, ADR 0013): the newest backup
+ * The scheduled restore test (components/postgres/image/bin/homelab-restore-test, ADR 0014): the newest backup
  * restored into the repository host's scratch space, started, pg_amcheck'ed, one history line per run.
  */
 export function restoreTestCronLine(spec: HomelabSpec): string {

@@ -196,7 +196,7 @@ const pgbackrest = z
     processMax: z.number().int().min(1).max(64).default(2),
     /** Newest backup may not be older than this (the drills fail when it is). */
     maxBackupAge: durationSeconds.prefault("26h"),
-    /** The scheduled restore test on the repository host (ADR 0013): the newest backup restored into scratch
+    /** The scheduled restore test on the repository host (ADR 0014): the newest backup restored into scratch
      *  space, started, pg_amcheck'ed, timed; one line per run in the history `homelab status`/`report` show. */
     restoreTest: z
       .object({

@@ -1,4 +1,4 @@
-// The scheduled restore test's history (ADR 0013): one JSON line per run, written by `homelab-restore-test` on
+// The scheduled restore test's history (ADR 0014): one JSON line per run, written by `homelab-restore-test` on
 // the repository host (components/postgres/image/bin/homelab-restore-test) into the repository volume. Here:
 // read it through node control (like the drills read the repository), parse it, turn each run into a drill
 // history entry so `homelab report` charts restore time beside the drills, and say it in `homelab status`.

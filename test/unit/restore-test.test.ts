@@ -1,4 +1,4 @@
-// The scheduled restore test (ADR 0013): its config (pgbackrest.restoreTest), the crontab line the plan gives
+// The scheduled restore test (ADR 0014): its config (pgbackrest.restoreTest), the crontab line the plan gives
 // the repository host (checked by homelab-cron itself), and the history it writes: parsing, merging, the
 // drill history entries `homelab report` charts, the report table, and what `homelab status` says.
 import { spawnSync } from "node:child_process";
