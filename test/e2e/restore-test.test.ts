@@ -107,6 +107,9 @@ describe("scheduled restore test on a real tier", () => {
     expect(r.backup?.label).toBe(label);
     expect(r.backup!.ageSeconds).toBeGreaterThanOrEqual(0);
     expect(r.backup!.ageSeconds).toBeLessThan(600);
+    // What the backup occupies in the repository (compressed, bundled): less than the database.
+    expect(r.backup!.repositoryBytes).toBeGreaterThan(0);
+    expect(r.backup!.repositoryBytes!).toBeLessThan(r.backup!.databaseBytes);
     for (const s of [r.restoreSeconds, r.recoverySeconds, r.amcheckSeconds]) expect(s).toBeGreaterThan(0);
     expect(r.totalSeconds).toBeGreaterThanOrEqual(r.restoreSeconds! + r.recoverySeconds! + r.amcheckSeconds!);
     expect(r.totalSeconds).toBeLessThanOrEqual(wallSeconds);
