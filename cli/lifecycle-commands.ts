@@ -120,7 +120,7 @@ export function registerLifecycleCommands(program: Command): void {
       );
     });
 
-  stackOption(program.command("status").description("Nodes, roles, the newest backup and the last drill verdicts of a stack"))
+  stackOption(program.command("status").description("Nodes, roles, the newest backup, the last scheduled restore test and the last drill verdicts of a stack; exits 1 when that restore test failed"))
     .option("--reports <dir>", "reports folder of the drills", "reports")
     .action(async (flags: LifecycleFlags) => {
       const spec = specOf(flags);

@@ -2,7 +2,7 @@
 // the repository host (checked by homelab-cron itself), and the history it writes: parsing, merging, the
 // drill history entries `homelab report` charts, the report table, and what `homelab status` says.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -179,5 +179,19 @@ describe("homelab status: the last scheduled restore test", () => {
     expect(s.lines[1]).toBe("  !! the newest backup did NOT prove restorable; last pass: 2026-11-29T05:00:04.000Z (20261202-030000F)");
     expect(s.lines[2]).toBe("  !! runbook: runbooks/scheduled-restore-test-failed.md; logs: docker exec homelab-lab-backup cat /var/lib/pgbackrest/homelab/restore-test-last.log");
     expect(restoreTestStatus([failed("2026-12-06T05:00:00.000Z")], o).lines[1]).toMatch(/last pass: never$/);
+  });
+});
+
+describe("homelab report (the CLI) with scheduled restore tests", () => {
+  it("charts the runs kept in the reports folder even when no drill ran yet", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "restore-test-report-"));
+    await saveRestoreTestRecords(dir, "lab", [record({ started_at: "2026-11-29T05:00:00.000Z" }), failed("2026-12-06T05:00:00.000Z")]);
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin/homelab.mjs"), "report", "--reports", dir], { cwd: ROOT, encoding: "utf8", env: { ...process.env, XDG_DATA_HOME: dir } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^report: 2 runs -> /m);
+    const md = readFileSync(path.join(dir, "REPORT.md"), "utf8");
+    expect(md).toContain(`| ${RESTORE_TEST_DRILL} | 2 | 1 |`);
+    expect(md).toContain("## Scheduled restore tests: stack lab");
+    expect(readFileSync(path.join(dir, "chart.svg"), "utf8")).toContain(`data-drill="${RESTORE_TEST_DRILL}"`);
   });
 });
