@@ -13,7 +13,7 @@ import { topologyOf, type Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
 import { loadHistory, type HistoryEntry } from "../drills/lib/report.ts";
-import { restoreTestHistoryOnNode, restoreTestStatus } from "../drills/lib/restore-test.ts";
+import { restoreTestHistoryOnNode, restoreTestStatus, type RestoreTestSchedule } from "../drills/lib/restore-test.ts";
 import { loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { UsageError } from "./errors.ts";
 import { dataDir, ensureBackend, ensureEngine, ensureImages, ensureSystemPackages, ensurePassphrase, ensureStack, ensureToolchain, preparePulumi, pulumi, step } from "./setup.ts";
@@ -128,7 +128,8 @@ export function registerLifecycleCommands(program: Command): void {
       const topology = await loadTopology({ stack: spec.stack }).catch(() => {
         throw new UsageError([`stack ${spec.stack} has no topology output: it is not up; run \`npx homelab up --stack ${spec.stack}\``]);
       });
-      const status = await stackStatus(topology, flags.reports ?? "reports");
+      const { restoreTest } = spec.pgbackrest;
+      const status = await stackStatus(topology, flags.reports ?? "reports", { enabled: restoreTest.enabled, schedule: restoreTest.schedule, budgetSeconds: restoreTest.budget });
       for (const line of status.lines) console.log(line);
       // A failed scheduled restore test is the one thing status cannot leave to the eye (a cron job can watch it).
       if (status.restoreTestFailed) process.exitCode = 1;
@@ -142,9 +143,9 @@ export async function statusLines(topology: Topology, reportsDir: string): Promi
 
 /**
  * The status report: one line per node, the newest backup, the last scheduled restore test (loud when it
- * failed: `restoreTestFailed`), and each drill's last verdict.
+ * failed, or, given the stack's schedule, when it is overdue: `restoreTestFailed`), and each drill's last verdict.
  */
-export async function stackStatus(topology: Topology, reportsDir: string): Promise<{ lines: string[]; restoreTestFailed: boolean }> {
+export async function stackStatus(topology: Topology, reportsDir: string, restoreTestSchedule?: RestoreTestSchedule): Promise<{ lines: string[]; restoreTestFailed: boolean }> {
   const ctl = controlFor(topology);
   const roles = new Map((await pgNodeStates(topology, ctl, { timeoutMs: 5000 })).map((s) => [s.node.name, s.state]));
   const lines = [`stack ${topology.stack} (platform ${topology.platform})`];
@@ -165,7 +166,7 @@ export async function stackStatus(topology: Topology, reportsDir: string): Promi
   try {
     const repo = nodeByName(topology, topology.pgbackrest.repositoryNode);
     const { records, skipped } = await restoreTestHistoryOnNode(ctl, repo, { timeoutMs: 15_000 });
-    const status = restoreTestStatus(records, { nowMs: Date.now(), repositoryContainer: repo.handle.kind === "docker" ? repo.handle.container : repo.name, skipped });
+    const status = restoreTestStatus(records, { nowMs: Date.now(), repositoryContainer: repo.handle.kind === "docker" ? repo.handle.container : repo.name, skipped, schedule: restoreTestSchedule });
     lines.push(...status.lines);
     restoreTestFailed = status.failed;
   } catch (e) {

@@ -4,6 +4,7 @@
 // history entry so `homelab report` charts restore time beside the drills, and say it in `homelab status`.
 // The parsing, merging and wording are pure and unit-tested (test/unit/drills-restore-test.test.ts).
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { Cron } from "croner";
 import path from "node:path";
 import { z } from "zod";
 import { formatSeconds } from "./measure.ts";
@@ -167,14 +168,43 @@ export function describeRun(r: RestoreTestRecord): string {
   return parts.join(", ");
 }
 
+/** The stack's pgbackrest.restoreTest, as the status needs it. */
+export interface RestoreTestSchedule {
+  enabled: boolean;
+  /** Five-field cron, container time (UTC), as the schema validated it. */
+  schedule: string;
+  budgetSeconds: number;
+}
+
+// homelab-cron starts jobs at the top of the minute; a run may take its whole budget before it writes its line.
+const OVERDUE_GRACE_MS = 5 * 60_000;
+
+/**
+ * When the schedule should have started a run after `last` and no line came within the run's budget (plus a
+ * grace): the cron job stopped firing (disabled by hand, an image without the command, a scheduler that
+ * died). null when on time, disabled, or with no run yet (then the stack's age, unknown here, decides).
+ */
+export function restoreTestOverdue(schedule: RestoreTestSchedule, last: RestoreTestRecord | undefined, nowMs: number): { dueAt: string } | null {
+  if (!schedule.enabled || !last) return null;
+  // croner reads the expression as homelab-cron does (the schema checks both agree); paused: never runs here.
+  const due = new Cron(schedule.schedule, { paused: true, timezone: "Etc/UTC", mode: "5-part" }).nextRun(new Date(last.started_at));
+  if (!due) return null;
+  return due.getTime() + schedule.budgetSeconds * 1000 + OVERDUE_GRACE_MS < nowMs ? { dueAt: due.toISOString() } : null;
+}
+
 /**
  * What `homelab status` says about the scheduled restore test: the last run (when, verdict, duration), and
- * when it failed, loudly: the step, the reason, the last pass, and where to go next. `failed` is true then.
+ * loudly when it failed (the step, the reason, the last pass, where to go next) or when the schedule should
+ * have run it again and did not. `failed` is true in both cases.
  */
-export function restoreTestStatus(records: readonly RestoreTestRecord[], o: { nowMs: number; repositoryContainer: string; skipped?: readonly string[] }): { lines: string[]; failed: boolean } {
+export function restoreTestStatus(records: readonly RestoreTestRecord[], o: { nowMs: number; repositoryContainer: string; skipped?: readonly string[]; schedule?: RestoreTestSchedule }): { lines: string[]; failed: boolean } {
   const lines: string[] = [];
-  const skippedNote = o.skipped && o.skipped.length > 0 ? ` (${o.skipped.length} unreadable history line(s) skipped: ${o.skipped[0]})` : "";
   const last = records[records.length - 1];
+  const overdue = o.schedule ? restoreTestOverdue(o.schedule, last, o.nowMs) : null;
+  const overdueLines = overdue
+    ? [`  !! overdue: schedule "${o.schedule!.schedule}" should have started a run at ${overdue.dueAt}; none recorded since. Is homelab-cron running it? docker logs ${o.repositoryContainer} | grep homelab-restore-test`]
+    : [];
+  const skippedNote = o.skipped && o.skipped.length > 0 ? ` (${o.skipped.length} unreadable history line(s) skipped: ${o.skipped[0]})` : "";
   if (!last) {
     lines.push(`scheduled restore test: none recorded yet${skippedNote}; run one now: docker exec ${o.repositoryContainer} homelab-restore-test`);
     return { lines, failed: false };
@@ -182,13 +212,13 @@ export function restoreTestStatus(records: readonly RestoreTestRecord[], o: { no
   const when = `${last.finished_at} (${age(o.nowMs - Date.parse(last.finished_at))} ago)`;
   const backup = last.backup ? `backup ${last.backup.label} (${age(last.backup.ageSeconds * 1000)} old)` : "no backup";
   if (last.verdict === "pass") {
-    lines.push(`scheduled restore test: PASS ${when}, ${backup}, total ${formatSeconds(last.totalSeconds)}: ${describeRun(last)}${skippedNote}`);
-    return { lines, failed: false };
+    lines.push(`scheduled restore test: PASS ${when}, ${backup}, total ${formatSeconds(last.totalSeconds)}: ${describeRun(last)}${skippedNote}`, ...overdueLines);
+    return { lines, failed: overdue !== null };
   }
   const lastPass = [...records].reverse().find((r) => r.verdict === "pass");
   lines.push(`scheduled restore test: ✖ FAILED ${when}, ${backup}, at step ${last.failedStep ?? "?"}: ${last.reason ?? "no reason recorded"}${skippedNote}`);
   lines.push(`  !! the newest backup did NOT prove restorable; last pass: ${lastPass ? `${lastPass.finished_at} (${lastPass.backup?.label ?? "?"})` : "never"}`);
-  lines.push(`  !! runbook: runbooks/scheduled-restore-test-failed.md; logs: docker exec ${o.repositoryContainer} cat ${RESTORE_TEST_LAST_LOG}`);
+  lines.push(`  !! runbook: runbooks/scheduled-restore-test-failed.md; logs: docker exec ${o.repositoryContainer} cat ${RESTORE_TEST_LAST_LOG}`, ...overdueLines);
   return { lines, failed: true };
 }
 

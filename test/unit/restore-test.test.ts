@@ -16,6 +16,7 @@ import {
   parseRestoreTestHistory,
   renderRestoreTestMarkdown,
   restoreTestHistoryEntry,
+  restoreTestOverdue,
   restoreTestStatus,
   saveRestoreTestRecords,
   type RestoreTestRecord,
@@ -193,5 +194,27 @@ describe("homelab report (the CLI) with scheduled restore tests", () => {
     expect(md).toContain(`| ${RESTORE_TEST_DRILL} | 2 | 1 |`);
     expect(md).toContain("## Scheduled restore tests: stack lab");
     expect(readFileSync(path.join(dir, "chart.svg"), "utf8")).toContain(`data-drill="${RESTORE_TEST_DRILL}"`);
+  });
+});
+
+describe("homelab status: an overdue scheduled restore test", () => {
+  const weekly = { enabled: true, schedule: "0 5 * * 0", budgetSeconds: 3600 };
+  const lastRun = record({ started_at: "2026-11-29T05:00:00.000Z" });
+
+  it("is overdue only once the next fire time, the budget and a 5 min grace have passed with no new line", () => {
+    // Next fire after the run on Sunday 2026-11-29 05:00: Sunday 2026-12-06 05:00.
+    expect(restoreTestOverdue(weekly, lastRun, Date.parse("2026-12-06T06:04:00Z"))).toBeNull();
+    expect(restoreTestOverdue(weekly, lastRun, Date.parse("2026-12-06T06:06:00Z"))).toEqual({ dueAt: "2026-12-06T05:00:00.000Z" });
+    expect(restoreTestOverdue({ ...weekly, enabled: false }, lastRun, Date.parse("2027-01-01T00:00:00Z"))).toBeNull();
+    expect(restoreTestOverdue(weekly, undefined, Date.parse("2027-01-01T00:00:00Z"))).toBeNull();
+    expect(restoreTestOverdue({ enabled: true, schedule: "* * * * *", budgetSeconds: 60 }, lastRun, Date.parse("2026-11-29T05:07:30Z"))).toEqual({ dueAt: "2026-11-29T05:01:00.000Z" });
+  });
+
+  it("says so loudly after the last PASS, and counts as a failure", () => {
+    const s = restoreTestStatus([lastRun], { nowMs: Date.parse("2026-12-08T00:00:00Z"), repositoryContainer: "homelab-lab-backup", schedule: weekly });
+    expect(s.failed).toBe(true);
+    expect(s.lines[0]).toMatch(/^scheduled restore test: PASS 2026-11-29T05:00:04\.000Z/);
+    expect(s.lines[1]).toBe('  !! overdue: schedule "0 5 * * 0" should have started a run at 2026-12-06T05:00:00.000Z; none recorded since. Is homelab-cron running it? docker logs homelab-lab-backup | grep homelab-restore-test');
+    expect(restoreTestStatus([lastRun], { nowMs: Date.parse("2026-12-01T00:00:00Z"), repositoryContainer: "c", schedule: weekly }).failed).toBe(false);
   });
 });
