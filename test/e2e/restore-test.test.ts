@@ -40,7 +40,7 @@ async function newestLabel(): Promise<string> {
 }
 
 /** Runs the restore test as cron would (as postgres), sampling the repository node's memory meanwhile. */
-async function runRestoreTest(): Promise<{ code: number; stdout: string; stderr: string; peakMemoryBytes: number; idleMemoryBytes: number }> {
+async function runRestoreTest(budgetSeconds = 600): Promise<{ code: number; stdout: string; stderr: string; peakMemoryBytes: number; idleMemoryBytes: number }> {
   const idle = (await tierMemoryBytes(STACK)).perContainer[repositoryContainer()] ?? 0;
   let peak = 0;
   let done = false;
@@ -52,7 +52,7 @@ async function runRestoreTest(): Promise<{ code: number; stdout: string; stderr:
     }
   })();
   try {
-    const r = await tier.exec("backup", ["homelab-restore-test", "--stanza", tier.spec.pgbackrest.stanza, "--budget", "600"], { user: "postgres", allowFailure: true });
+    const r = await tier.exec("backup", ["homelab-restore-test", "--stanza", tier.spec.pgbackrest.stanza, "--budget", String(budgetSeconds)], { user: "postgres", allowFailure: true });
     return { ...r, peakMemoryBytes: peak, idleMemoryBytes: idle };
   } finally {
     done = true;
@@ -138,6 +138,18 @@ describe("scheduled restore test on a real tier", () => {
     expect(memory).toBeGreaterThan(run.idleMemoryBytes);
     expect(memory).toBeLessThan(tier.spec.pgbackrest.node.memory);
   }, 600_000);
+
+  it("fault twin: a budget too small for the backup -> FAIL naming the step that ran out of it, nothing left behind", async () => {
+    const run = await runRestoreTest(1);
+    expect(run.code, run.stdout).toBe(1);
+    const r = (await history()).at(-1)!;
+    expect(r.verdict).toBe("fail");
+    expect(r.budgetSeconds).toBe(1);
+    // 65 MiB do not restore, start and check in a second here: some step (which one depends on the machine) is cut.
+    expect(["backup-info", "verify", "restore", "start", "amcheck"]).toContain(r.failedStep);
+    expect(r.reason).toMatch(/^over the budget of 1s (while|during|:)/);
+    await expectNothingLeft();
+  }, 120_000);
 
   it("fault twin: a corrupted file in the newest backup -> FAIL recorded with the label and the reason, exit 1, status loud", async () => {
     const label = await newestLabel();
@@ -238,6 +250,9 @@ describe("scheduled restore test on a real tier", () => {
     expect(Date.parse(fired.started_at)).toBeGreaterThan(t0);
     expect(fired.budgetSeconds).toBe(300);
     expect(fired.verdict, fired.reason ?? "").toBe("pass");
+    // On time for that schedule: status is quiet.
+    const status = await stackStatus(tier.topology, reports, { enabled: true, schedule: "* * * * *", budgetSeconds: 300 });
+    expect(status.restoreTestFailed, status.lines.join("\n")).toBe(false);
     // Started by homelab-cron (in the container's log), not by anyone's exec.
     const logs = await docker(["logs", repositoryContainer()]);
     expect(`${logs.stdout}${logs.stderr}`).toMatch(/homelab-cron: job line \d+ started \(pid \d+\): homelab-restore-test/);
