@@ -5,10 +5,11 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import type { Topology } from "../components/topology.ts";
-import { currentPrimary, loadTopology, pgNodeStates } from "../drills/lib/topology.ts";
+import { currentPrimary, loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
 import { exitCodeFor, loadHistory, renderChartSvg, renderHistoryMarkdown, type DrillReport } from "../drills/lib/report.ts";
 import { psqlOnNode } from "../drills/lib/nodes.ts";
+import { loadCachedRestoreTests, renderRestoreTestMarkdown, restoreTestHistoryEntry, restoreTestHistoryOnNode, saveRestoreTestRecords } from "../drills/lib/restore-test.ts";
 import { UsageError } from "./errors.ts";
 import { runProgram } from "./run.ts";
 import { preparePulumi } from "./setup.ts";
@@ -153,18 +154,42 @@ export function registerDrillCommands(program: Command): void {
 
   program
     .command("report")
-    .description("Render the drill history as Markdown with an SVG chart of RTO and RPO per drill over time")
+    .description("Render the drill history, and the stack's scheduled restore tests, as Markdown with an SVG chart of RTO and RPO over time")
     .option("--reports <dir>", "reports folder", "reports")
     .option("--out <dir>", "where to write REPORT.md and chart.svg (default: the reports folder)")
-    .action(async (flags: { reports: string; out?: string }) => {
-      const history = await loadHistory(flags.reports);
-      if (history.length === 0) throw new UsageError([`report: no drill history in ${path.resolve(flags.reports)}/history.jsonl; run \`homelab drill <name> --stack <stack>\` first`]);
-      const out = path.resolve(flags.out ?? flags.reports);
-      mkdirSync(out, { recursive: true });
-      writeFileSync(path.join(out, "chart.svg"), renderChartSvg(history));
-      writeFileSync(path.join(out, "REPORT.md"), `${renderHistoryMarkdown(history)}\n![RTO and RPO per drill over time](chart.svg)\n`);
-      console.log(`report: ${history.length} runs -> ${path.join(out, "REPORT.md")}, ${path.join(out, "chart.svg")}`);
+    .option("--stack <name>", "also pull the stack's scheduled restore tests from its repository node (kept in <reports>/scheduled-restore-tests/)")
+    .action(async (flags: { reports: string; out?: string; stack?: string }) => {
+      if (flags.stack) await preparePulumi();
+      const topology = flags.stack ? await loadTopology({ stack: flags.stack }) : undefined;
+      const r = await writeHistoryReport({ reportsDir: flags.reports, outDir: flags.out, topology, log: (m) => console.log(m) });
+      console.log(`report: ${r.runs} runs -> ${r.markdown}, ${r.chart}`);
     });
+}
+
+/**
+ * REPORT.md and chart.svg from the drill history plus every stack's scheduled restore tests; with a
+ * topology, that stack's runs are pulled from its repository node first (and kept in the reports folder).
+ */
+export async function writeHistoryReport(o: { reportsDir: string; outDir?: string; topology?: Topology; log?: (m: string) => void }): Promise<{ runs: number; markdown: string; chart: string }> {
+  if (o.topology) {
+    const t = o.topology;
+    const { records, skipped } = await restoreTestHistoryOnNode(controlFor(t), nodeByName(t, t.pgbackrest.repositoryNode));
+    const file = await saveRestoreTestRecords(o.reportsDir, t.stack, records);
+    o.log?.(`report: ${records.length} scheduled restore test(s) from stack ${t.stack}${skipped.length > 0 ? ` (${skipped.length} unreadable line(s) skipped: ${skipped[0]})` : ""} -> ${file}`);
+  }
+  const restoreTests = await loadCachedRestoreTests(o.reportsDir);
+  const scheduled = [...restoreTests].flatMap(([stack, records]) => records.map((r) => restoreTestHistoryEntry(stack, r)));
+  const history = [...(await loadHistory(o.reportsDir)), ...scheduled].sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+  if (history.length === 0) {
+    throw new UsageError([`report: no drill history in ${path.resolve(o.reportsDir)}/history.jsonl and no scheduled restore test; run \`homelab drill <name> --stack <stack>\` first, or \`homelab report --stack <stack>\` to pull the stack's scheduled restore tests`]);
+  }
+  const out = path.resolve(o.outDir ?? o.reportsDir);
+  mkdirSync(out, { recursive: true });
+  const chart = path.join(out, "chart.svg");
+  const markdown = path.join(out, "REPORT.md");
+  writeFileSync(chart, renderChartSvg(history));
+  writeFileSync(markdown, `${renderHistoryMarkdown(history)}\n${renderRestoreTestMarkdown(restoreTests)}\n![RTO and RPO per drill over time](chart.svg)\n`);
+  return { runs: history.length, markdown, chart };
 }
 
 /** After `drill all` the stack must be as it started: one primary and a streaming replica. */

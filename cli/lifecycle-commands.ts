@@ -1,7 +1,8 @@
 // `homelab up | down | status`: the one way in. `up` does every set-up step itself (cli/setup.ts), each
 // with a progress line and its time, then `pulumi up`, then prints how to connect; re-running it is safe
 // and quick. `down` removes the tier (the backup repository stays unless --purge-backups); `status` shows
-// nodes, roles, the newest backup and the last drill verdicts.
+// nodes, roles, the newest backup, the last scheduled restore test (exit 1 when it failed) and the last drill
+// verdicts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
@@ -12,6 +13,7 @@ import { topologyOf, type Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
 import { loadHistory, type HistoryEntry } from "../drills/lib/report.ts";
+import { restoreTestHistoryOnNode, restoreTestStatus, type RestoreTestSchedule } from "../drills/lib/restore-test.ts";
 import { loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { UsageError } from "./errors.ts";
 import { dataDir, ensureBackend, ensureEngine, ensureImages, ensureSystemPackages, ensurePassphrase, ensureStack, ensureToolchain, preparePulumi, pulumi, step } from "./setup.ts";
@@ -118,7 +120,7 @@ export function registerLifecycleCommands(program: Command): void {
       );
     });
 
-  stackOption(program.command("status").description("Nodes, roles, the newest backup and the last drill verdicts of a stack"))
+  stackOption(program.command("status").description("Nodes, roles, the newest backup, the last scheduled restore test and the last drill verdicts of a stack; exits 1 when that restore test failed"))
     .option("--reports <dir>", "reports folder of the drills", "reports")
     .action(async (flags: LifecycleFlags) => {
       const spec = specOf(flags);
@@ -126,12 +128,24 @@ export function registerLifecycleCommands(program: Command): void {
       const topology = await loadTopology({ stack: spec.stack }).catch(() => {
         throw new UsageError([`stack ${spec.stack} has no topology output: it is not up; run \`npx homelab up --stack ${spec.stack}\``]);
       });
-      for (const line of await statusLines(topology, flags.reports ?? "reports")) console.log(line);
+      const { restoreTest } = spec.pgbackrest;
+      const status = await stackStatus(topology, flags.reports ?? "reports", { enabled: restoreTest.enabled, schedule: restoreTest.schedule, budgetSeconds: restoreTest.budget });
+      for (const line of status.lines) console.log(line);
+      // A failed scheduled restore test is the one thing status cannot leave to the eye (a cron job can watch it).
+      if (status.restoreTestFailed) process.exitCode = 1;
     });
 }
 
-/** The status report: one line per node, then the newest backup and each drill's last verdict. */
+/** The status report (see stackStatus), as lines. */
 export async function statusLines(topology: Topology, reportsDir: string): Promise<string[]> {
+  return (await stackStatus(topology, reportsDir)).lines;
+}
+
+/**
+ * The status report: one line per node, the newest backup, the last scheduled restore test (loud when it
+ * failed, or, given the stack's schedule, when it is overdue: `restoreTestFailed`), and each drill's last verdict.
+ */
+export async function stackStatus(topology: Topology, reportsDir: string, restoreTestSchedule?: RestoreTestSchedule): Promise<{ lines: string[]; restoreTestFailed: boolean }> {
   const ctl = controlFor(topology);
   const roles = new Map((await pgNodeStates(topology, ctl, { timeoutMs: 5000 })).map((s) => [s.node.name, s.state]));
   const lines = [`stack ${topology.stack} (platform ${topology.platform})`];
@@ -148,12 +162,22 @@ export async function statusLines(topology: Topology, reportsDir: string): Promi
   } catch (e) {
     lines.push(`newest backup: unknown (${(e as Error).message.split("\n")[0]})`);
   }
+  let restoreTestFailed = false;
+  try {
+    const repo = nodeByName(topology, topology.pgbackrest.repositoryNode);
+    const { records, skipped } = await restoreTestHistoryOnNode(ctl, repo, { timeoutMs: 15_000 });
+    const status = restoreTestStatus(records, { nowMs: Date.now(), repositoryContainer: repo.handle.kind === "docker" ? repo.handle.container : repo.name, skipped, schedule: restoreTestSchedule });
+    lines.push(...status.lines);
+    restoreTestFailed = status.failed;
+  } catch (e) {
+    lines.push(`scheduled restore test: unknown (${(e as Error).message.split("\n")[0]})`);
+  }
   const history = (await loadHistory(reportsDir)).filter((h) => h.stack === topology.stack);
   const last = new Map<string, HistoryEntry>();
   for (const h of history) last.set(h.drill, h);
   lines.push(last.size === 0 ? `drills: none run yet (npx homelab drill all --stack ${topology.stack})` : "last drills:");
   for (const h of last.values()) lines.push(`  ${h.drill.padEnd(16)} ${h.verdict.toUpperCase().padEnd(5)} ${h.finished_at}${h.rtoSeconds === null ? "" : `  RTO ${h.rtoSeconds.toFixed(2)}s`}${h.lostWrites === null ? "" : `  lost ${h.lostWrites}`}`);
-  return lines;
+  return { lines, restoreTestFailed };
 }
 
 function formatAge(ms: number): string {

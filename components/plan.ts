@@ -367,7 +367,17 @@ export function backupCrontab(spec: HomelabSpec): string {
     `${s.schedules.diff} ${run("diff")}`,
   ];
   if (s.schedules.incr) lines.push(`${s.schedules.incr} ${run("incr")}`);
+  if (s.restoreTest.enabled) lines.push(restoreTestCronLine(spec));
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The scheduled restore test (components/postgres/image/bin/homelab-restore-test, ADR 0014): the newest backup
+ * restored into the repository host's scratch space, started, pg_amcheck'ed, one history line per run.
+ */
+export function restoreTestCronLine(spec: HomelabSpec): string {
+  const s = spec.pgbackrest;
+  return `${s.restoreTest.schedule} homelab-restore-test --stanza=${s.stanza} --budget=${Math.ceil(s.restoreTest.budget)}`;
 }
 
 /**

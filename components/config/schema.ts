@@ -196,6 +196,19 @@ const pgbackrest = z
     processMax: z.number().int().min(1).max(64).default(2),
     /** Newest backup may not be older than this (the drills fail when it is). */
     maxBackupAge: durationSeconds.prefault("26h"),
+    /** The scheduled restore test on the repository host (ADR 0014): the newest backup restored into scratch
+     *  space, started, pg_amcheck'ed, timed; one line per run in the history `homelab status`/`report` show. */
+    restoreTest: z
+      .object({
+        /** Run it on the schedule (default true); `homelab-restore-test` on the repository host works either way. */
+        enabled: z.boolean().default(true),
+        /** When (cron, container time = UTC): default Sunday 05:00, two hours after the weekly full backup. */
+        schedule: cron.default("0 5 * * 0"),
+        /** A run that takes longer fails (restore, recovery and amcheck together); default 1h, at least 1min. */
+        budget: durationSeconds.prefault("1h"),
+      })
+      .strict()
+      .prefault({}),
     /** Delete the backup repository's volume on `pulumi destroy` (default: keep it). */
     purgeBackupsOnDestroy: z.boolean().default(false),
     node: nodeResources({ memory: "256MiB", cpus: 1, storage: "hdd" }),
@@ -352,6 +365,9 @@ export const homelabConfigSchema = z
     }
     if (spec.platform === "libvirt" && !spec.libvirt) {
       ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: "platform libvirt needs a libvirt: { uri } section" });
+    }
+    if (spec.pgbackrest.restoreTest.budget < 60) {
+      ctx.addIssue({ code: "custom", path: ["pgbackrest", "restoreTest", "budget"], input: spec.pgbackrest.restoreTest.budget, message: "expected at least 1min (a restore, a start and amcheck of even an empty cluster take seconds)" });
     }
     if (spec.pgbackrest.compression.level !== undefined) {
       const ranges = { zst: [-5, 22], lz4: [-5, 12], gz: [0, 9], bz2: [1, 9], none: [0, 0] } as const;
