@@ -113,7 +113,7 @@ describe("stacks/index.ts", () => {
   it("names every missing secret and the command that sets them, registering nothing", async () => {
     setStackConfig({}, fakeSecrets(localSpec()), ["tls", "redisAppPassword"]);
     const { error } = await runProgram();
-    expect(pulumi.RunError.isInstance(error)).toBe(true);
+    expect(pulumi.RunError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toBe(
       "stack local: 2 secrets are not set: homelab-data:redisAppPassword, homelab-data:tls; run `homelab init --stack local` to generate and store them",
     );
