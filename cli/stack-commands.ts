@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { PROJECT, SECRET_KEYS, loadStackSpec, readStackFile, secretKeysPresent, validateConfig, type HomelabSpec, type SecretKey } from "../components/config/index.ts";
 import { planHomelab, redactedSecrets } from "../components/plan.ts";
+import { generateSftpKeys } from "../components/pgbackrest/sftp.ts";
 import { generateTlsBundle, type TlsBundle } from "../components/pgbackrest/tls.ts";
 import { topologyOf } from "../components/topology.ts";
 import { UsageError } from "./errors.ts";
@@ -117,7 +118,8 @@ export function generateSecrets(spec: HomelabSpec, keys: SecretKey[]): Partial<R
     if (key === "tls") {
       const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
       out.tls = JSON.stringify(generateTlsBundle(hostnames));
-    } else out[key] = generatePassword();
+    } else if (key === "repo2Ssh") out.repo2Ssh = JSON.stringify(generateSftpKeys(spec.stack));
+    else out[key] = generatePassword();
   }
   return out;
 }

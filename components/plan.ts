@@ -4,13 +4,16 @@
 // redacted placeholder for review).
 import type { HomelabSpec, SecretKey } from "./config/index.ts";
 import { PROJECT, SECRET_KEYS } from "./config/index.ts";
-import { renderPgbackrestConf } from "./pgbackrest/index.ts";
+import { renderPgbackrestCipherConf, renderPgbackrestConf, sftpHostKeyFingerprint, type SftpKeys } from "./pgbackrest/index.ts";
 import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, renderHba, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
 import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
 
-export type HomelabSecrets = { [K in Exclude<SecretKey, "tls">]: string } & { tls: TlsBundle };
+export type HomelabSecrets = { [K in Exclude<SecretKey, "tls" | "repo2Ssh">]: string } & { tls: TlsBundle; repo2Ssh: SftpKeys };
+
+// A well-formed ed25519 public key of 32 zero bytes: the redacted plan still renders a fingerprint.
+const REDACTED_PUBLIC_KEY = `ssh-ed25519 ${Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from("ssh-ed25519"), Buffer.from([0, 0, 0, 32]), Buffer.alloc(32)]).toString("base64")} redacted\n`;
 
 /**
  * Placeholders for every secret: the structural plan (names, ports, volumes must be known before secrets
@@ -19,8 +22,8 @@ export type HomelabSecrets = { [K in Exclude<SecretKey, "tls">]: string } & { tl
  */
 export function redactedSecrets(): HomelabSecrets {
   const passwords = Object.fromEntries(
-    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `REDACTED-${k}`]),
-  ) as Omit<HomelabSecrets, "tls">;
+    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls" && k !== "repo2Ssh").map((k) => [k, `REDACTED-${k}`]),
+  ) as Omit<HomelabSecrets, "tls" | "repo2Ssh">;
   const tls: TlsBundle = {
     caCert: "# redacted: CA certificate (pulumi secret homelab-data:tls)\n",
     caKey: "# redacted\n",
@@ -28,7 +31,13 @@ export function redactedSecrets(): HomelabSecrets {
       get: (_t, host) => ({ cert: `# redacted: certificate of ${String(host)}\n`, key: `# redacted: private key of ${String(host)}\n` }),
     }),
   };
-  return { ...passwords, tls };
+  const repo2Ssh: SftpKeys = {
+    clientKey: "# redacted: pgBackRest's SFTP login key (pulumi secret homelab-data:repo2Ssh)\n",
+    clientPublicKey: REDACTED_PUBLIC_KEY,
+    hostKey: "# redacted: the SFTP stand-in's host key\n",
+    hostPublicKey: REDACTED_PUBLIC_KEY,
+  };
+  return { ...passwords, tls, repo2Ssh };
 }
 
 /**
@@ -50,12 +59,16 @@ export const IMAGES = {
   postgres: { name: `${NS}/postgres:17`, context: "components/postgres/image", baseImage: "debian:trixie-slim" },
   redis: { name: `${NS}/redis:7`, context: "components/redis/image", baseImage: "debian:bookworm-slim" },
   duckdb: { name: `${NS}/duckdb:1`, context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
+  sftp: { name: `${NS}/sftp:1`, context: "components/pgbackrest/sftp-image", baseImage: "debian:bookworm-slim" },
 } as const;
 
 /** Database roles every cluster gets besides the app role (ADR 0003). */
 export const ROLES = { replication: "replicator", readonly: "analytics_ro" } as const;
 export const PGBACKREST_TLS_PORT = 8432;
 const PG_DATA = "/var/lib/postgresql/data";
+// Where the repository host's entrypoint installs repo2's secret files (components/postgres/image).
+const REPO2_KEY_PATH = "/etc/ssl/homelab/repo2-sftp.key";
+const REPO2_CIPHER_CONF_PATH = "/etc/pgbackrest/conf.d/repo2-cipher.conf";
 const ETC = "/etc/homelab";
 
 export class PlanError extends Error {
@@ -87,6 +100,21 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   const pgNames = Array.from({ length: spec.postgres.replicas + 1 }, (_, i) => `pg-${i + 1}`);
   const pgAddress = (i: number) => net.at(10 + i);
   const backupName = "backup";
+  const repo2Spec = spec.pgbackrest.repo2;
+  // The stand-in SFTP server the stack runs itself when repo2 names no host (ADR 0013).
+  const sftpName = repo2Spec && repo2Spec.sftp.host === undefined ? "sftp" : undefined;
+  const repo2 = repo2Spec
+    ? {
+        host: sftpName ? host(sftpName) : (repo2Spec.sftp.host as string),
+        port: repo2Spec.sftp.port,
+        user: repo2Spec.sftp.user,
+        path: repo2Spec.sftp.path,
+        privateKeyFile: REPO2_KEY_PATH,
+        hostKeyFingerprint: repo2Spec.sftp.hostKeyFingerprint ?? sftpHostKeyFingerprint(secrets.repo2Ssh.hostPublicKey),
+        cipherPassFile: REPO2_CIPHER_CONF_PATH,
+        retention: { full: repo2Spec.retention.full, diff: repo2Spec.retention.diff },
+      }
+    : undefined;
   const duckdbAddress = net.at(40);
   // application_name of each PG node: its name with '_' so synchronous_standby_names needs no quoting.
   const appName = (pgName: string) => pgName.replace(/-/g, "_");
@@ -180,6 +208,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
             tls: tlsPaths,
             tlsServer: { address: "*", port: PGBACKREST_TLS_PORT, authClients: [host(backupName)] },
             compression: { type: spec.pgbackrest.compression.type, level: spec.pgbackrest.compression.level },
+            repo2ViaRepoHost: repo2 !== undefined,
           }),
           mode: 0o640,
           secret: false,
@@ -224,12 +253,20 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
           pgHosts: pgNames.map((n) => ({ host: host(n), pgPath: PG_DATA, port: 5432 })),
           tls: tlsPaths,
           tlsServer: { address: "*", port: PGBACKREST_TLS_PORT, authClients: pgNames.map(host) },
+          repo2,
         }),
         mode: 0o640,
         secret: false,
       },
       { path: `${ETC}/crontab`, content: backupCrontab(spec), mode: 0o644, secret: false },
       ...tls(backupHostname),
+      // The entrypoint installs these: the key as ~postgres-owned 0600, the passphrase into conf.d.
+      ...(repo2
+        ? [
+            { path: `${ETC}/repo2/sftp.key`, content: secrets.repo2Ssh.clientKey, mode: 0o600, secret: true },
+            { path: `${ETC}/repo2/cipher.conf`, content: renderPgbackrestCipherConf(secrets.repo2CipherPass), mode: 0o600, secret: true },
+          ]
+        : []),
     ],
     volumes: [{ name: `${backupHostname}-repo`, mountPath: "/var/lib/pgbackrest", retainOnDestroy: !spec.pgbackrest.purgeBackupsOnDestroy }],
     ports: [],
@@ -237,11 +274,34 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     memoryBytes: spec.pgbackrest.node.memory,
     cpus: spec.pgbackrest.node.cpus,
     ipv4Address: net.at(20),
-    dependsOn: [],
+    dependsOn: sftpName ? [sftpName] : [],
     stopTimeoutSeconds: 30,
   };
 
   const nodes: NodePlan[] = [...pgNodes, backupNode];
+  if (repo2Spec && sftpName) {
+    const sftpHostname = host(sftpName);
+    nodes.push({
+      name: sftpName,
+      hostname: sftpHostname,
+      role: "repo2-sftp",
+      image: { ...IMAGES.sftp },
+      env: { HOMELAB_SFTP_PATH: repo2Spec.sftp.path },
+      files: [
+        { path: `${ETC}/ssh/host_key`, content: secrets.repo2Ssh.hostKey, mode: 0o600, secret: true },
+        { path: `${ETC}/ssh/authorized_keys`, content: secrets.repo2Ssh.clientPublicKey, mode: 0o644, secret: false },
+      ],
+      // What stands in for the NAS keeps its data like repo1 does (pgbackrest.purgeBackupsOnDestroy).
+      volumes: [{ name: `${sftpHostname}-repo2`, mountPath: repo2Spec.sftp.path, retainOnDestroy: !spec.pgbackrest.purgeBackupsOnDestroy }],
+      ports: [],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 20 },
+      memoryBytes: repo2Spec.node.memory,
+      cpus: repo2Spec.node.cpus,
+      ipv4Address: net.at(25),
+      dependsOn: [],
+      stopTimeoutSeconds: 10,
+    });
+  }
   const facts: HomelabPlan["facts"] = {
     postgres: {
       database: spec.postgres.database,
@@ -252,7 +312,13 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       archiveTimeoutSeconds: spec.postgres.archiveTimeout,
       passwordFiles: passwordFilesOf(pgSecrets, { postgres: "postgres", [spec.postgres.appUser]: spec.postgres.appUser, [ROLES.replication]: ROLES.replication, [ROLES.readonly]: ROLES.readonly }),
     },
-    pgbackrest: { stanza, repositoryNode: backupName, maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge, tlsPort: PGBACKREST_TLS_PORT },
+    pgbackrest: {
+      stanza,
+      repositoryNode: backupName,
+      maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge,
+      tlsPort: PGBACKREST_TLS_PORT,
+      ...(repo2 ? { repo2: { type: "sftp" as const, host: repo2.host, path: repo2.path, ...(sftpName ? { node: sftpName } : {}) } } : {}),
+    },
   };
 
   if (spec.redis.enabled) {
@@ -360,7 +426,12 @@ function passwordFilesOf(files: NodeFile[], roleToFile: Record<string, string>):
 /** Scheduled backups on the repository host (pgBackRest user guide "Schedule a Backup"). */
 export function backupCrontab(spec: HomelabSpec): string {
   const s = spec.pgbackrest;
-  const run = (type: string) => `pgbackrest --stanza=${s.stanza} --type=${type} backup`;
+  // With repo2 each schedule backs up both repositories, one after the other (one backup per stanza at a
+  // time); repo2's runs even when repo1's failed.
+  const run = (type: string) =>
+    s.repo2
+      ? `pgbackrest --stanza=${s.stanza} --repo=1 --type=${type} backup; pgbackrest --stanza=${s.stanza} --repo=2 --type=${type} backup`
+      : `pgbackrest --stanza=${s.stanza} --type=${type} backup`;
   const lines = [
     "# m h dom mon dow  command  (runs as the pgBackRest user on the repository host)",
     `${s.schedules.full} ${run("full")}`,
@@ -397,5 +468,7 @@ export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; 
     // the next `up` restores it (bootstrapFrom: auto). Never blocks a destroy: a failure is only reported.
     { name: "check", node: repo.name, command: [...pg, "check"], deleteScript: `${pg.join(" ")} check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2` },
     { name: "full-backup", node: repo.name, command: [...pg, "--type=full", "backup"] },
+    // repo2 from day one as well: a site lost the day after `up` still has something to restore.
+    ...(plan.facts.pgbackrest.repo2 ? [{ name: "repo2-full-backup", node: repo.name, command: [...pg, "--repo=2", "--type=full", "backup"] }] : []),
   ];
 }

@@ -4,6 +4,7 @@
 // ports and volumes are known at construction without ever unwrapping a real secret.
 import * as pulumi from "@pulumi/pulumi";
 import { PROJECT, SECRET_KEYS, type SecretKey } from "./config/index.ts";
+import { parseSftpKeys } from "./pgbackrest/sftp.ts";
 import type { TlsBundle } from "./pgbackrest/tls.ts";
 import type { HomelabSecrets } from "./plan.ts";
 
@@ -38,10 +39,19 @@ export function readSecrets(config: pulumi.Config, stack: string = pulumi.getSta
   const record = Object.fromEntries(keys.map((k) => [k, values.get(k) as pulumi.Output<string>])) as Record<SecretKey, pulumi.Output<string>>;
   return pulumi.secret(
     pulumi.all(record).apply((values): HomelabSecrets => {
-      const { tls, ...passwords } = values as Record<SecretKey, string>;
-      return { ...passwords, tls: parseTlsBundle(tls, stack) };
+      const { tls, repo2Ssh, ...passwords } = values as Record<SecretKey, string>;
+      return { ...passwords, tls: parseTlsBundle(tls, stack), repo2Ssh: parseRepo2Ssh(repo2Ssh, stack) };
     }),
   );
+}
+
+/** Parses the `repo2Ssh` secret (JSON key pairs); errors name the key, never the content. */
+export function parseRepo2Ssh(text: string, stack: string): HomelabSecrets["repo2Ssh"] {
+  try {
+    return parseSftpKeys(text, `run \`homelab init --stack ${stack} --rotate\` to generate new keys`);
+  } catch (err) {
+    throw new pulumi.RunError(`${PROJECT}:${(err as Error).message}`);
+  }
 }
 
 /** Parses the `tls` secret; errors name the key and what is wrong, never the content. */

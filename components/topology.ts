@@ -71,13 +71,20 @@ export const topologySchema = z.object({
     /** Files (inside PG nodes) holding each role's password. */
     passwordFiles: z.record(z.string(), name),
   }),
-  pgbackrest: z.object({ stanza: name, repositoryNode: name, maxBackupAgeSeconds: seconds, tlsPort: port }),
+  pgbackrest: z.object({
+    stanza: name,
+    repositoryNode: name,
+    maxBackupAgeSeconds: seconds,
+    tlsPort: port,
+    repo2: z.object({ type: z.literal("sftp"), host: name, path: name, node: name.optional() }).optional(),
+  }),
   redis: z.object({ appUser: name, adminUser: name, healthUser: name, passwordFiles: z.record(z.string(), name) }).optional(),
   objectives: z.object({
     failover: z.object({ rpoWrites: z.number().int().nonnegative(), rpo: seconds.optional(), rto: seconds, redundancyRestored: seconds }),
     backupRestore: objectivePair,
     redis: objectivePair,
     recreate: objectivePair,
+    siteLoss: objectivePair,
   }),
   nodes: z.array(nodeSchema).min(1),
 });

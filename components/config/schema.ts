@@ -164,6 +164,46 @@ const postgres = z
   .strict()
   .prefault({});
 
+// pgBackRest's second repository (repo2, ADR 0013): an SFTP server off the machine (a NAS), encrypted with
+// aes-256-cbc under a generated passphrase (the Pulumi secret homelab-data:repo2CipherPass). Without
+// sftp.host the stack runs a stand-in SFTP server node itself (homelab/sftp:1, its own retained volume).
+const sftpHost = z.string().regex(/^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/, {
+  message: "expected a host name (letters, digits, '-', '_', dots) or an IP address",
+});
+const repo2 = z
+  .object({
+    /** Only sftp today (pgBackRest repo-type=sftp); s3 is a planned second kind. */
+    type: z.literal("sftp", { error: 'expected "sftp" (the only repo2 type built so far)' }),
+    sftp: z
+      .object({
+        /** The NAS to log in to (repo2-sftp-host); absent: the stack runs its own stand-in SFTP node. */
+        host: sftpHost.optional(),
+        /** SSH port (repo2-sftp-host-port). */
+        port: z.number().int().min(1).max(65535).default(22),
+        /** SSH login (repo2-sftp-host-user); the stack's public key must be in its authorized_keys. */
+        user: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/, { message: "expected a POSIX user name (lower-case letters, digits, '_', '.', '-'; at most 32 chars)" }).default("pgbackrest"),
+        /** Repository path on the server (repo2-path). */
+        path: z.string().regex(/^\/(?:[A-Za-z0-9._-]+\/)*[A-Za-z0-9._-]+$/, { message: "expected an absolute path of letters, digits, '.', '_', '-' (no trailing '/', no '//')" }).default("/srv/pgbackrest"),
+        /** SHA-256 of the server's host key blob, 64 hex digits (repo2-sftp-host-fingerprint): needed with host;
+         *  `ssh-keyscan -t ed25519 <host> | awk '{print $3}' | base64 -d | sha256sum`. The stand-in's is derived. */
+        hostKeyFingerprint: z.string().regex(/^[0-9a-f]{64}$/, { message: "expected 64 lower-case hex digits: ssh-keyscan -t ed25519 <host> | awk '{print $3}' | base64 -d | sha256sum" }).optional(),
+      })
+      .strict()
+      .prefault({}),
+    retention: z
+      .object({
+        /** Full backups to keep in repo2 (repo2-retention-full). */
+        full: z.number().int().min(1).max(9999).default(2),
+        /** Differential backups to keep in repo2 (repo2-retention-diff). */
+        diff: z.number().int().min(1).max(9999).optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** Resources of the stand-in SFTP node (only without sftp.host). */
+    node: nodeResources({ memory: "64MiB", cpus: 1, storage: "hdd" }),
+  })
+  .strict();
+
 const pgbackrest = z
   .object({
     /** pgBackRest stanza name. */
@@ -209,9 +249,11 @@ const pgbackrest = z
       })
       .strict()
       .prefault({}),
-    /** Delete the backup repository's volume on `pulumi destroy` (default: keep it). */
+    /** Delete the backup repository's volume (and the repo2 stand-in's) on `pulumi destroy` (default: keep it). */
     purgeBackupsOnDestroy: z.boolean().default(false),
     node: nodeResources({ memory: "256MiB", cpus: 1, storage: "hdd" }),
+    /** A second repository off the machine, encrypted (ADR 0013); absent: repo1 only. */
+    repo2: repo2.optional(),
   })
   .strict()
   .prefault({});
@@ -283,6 +325,16 @@ const objectives = z
       .object({
         rpo: durationSeconds.prefault("60s"),
         rto: durationSeconds.prefault("300s"),
+      })
+      .strict()
+      .prefault({}),
+    /** Every PostgreSQL node and repo1 lost, rebuilt from repo2 only (the site-loss drill). RPO: what the
+     *  archive to repo2 can lose (archive_timeout plus a push); RTO: a restore over SFTP plus a new stanza in
+     *  repo1 and a replica clone, so it is looser than recreate's. */
+    siteLoss: z
+      .object({
+        rpo: durationSeconds.prefault("90s"),
+        rto: durationSeconds.prefault("600s"),
       })
       .strict()
       .prefault({}),
@@ -369,6 +421,13 @@ export const homelabConfigSchema = z
     if (spec.pgbackrest.restoreTest.budget < 60) {
       ctx.addIssue({ code: "custom", path: ["pgbackrest", "restoreTest", "budget"], input: spec.pgbackrest.restoreTest.budget, message: "expected at least 1min (a restore, a start and amcheck of even an empty cluster take seconds)" });
     }
+    const r2 = spec.pgbackrest.repo2;
+    if (r2?.sftp.host !== undefined && r2.sftp.hostKeyFingerprint === undefined) {
+      ctx.addIssue({ code: "custom", path: ["pgbackrest", "repo2", "sftp", "hostKeyFingerprint"], input: undefined, message: `repo2 on ${r2.sftp.host} needs its host key pinned (pgBackRest never connects unchecked): ssh-keyscan -t ed25519 ${r2.sftp.host} | awk '{print $3}' | base64 -d | sha256sum` });
+    }
+    if (r2 && r2.sftp.host === undefined && r2.sftp.hostKeyFingerprint !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["pgbackrest", "repo2", "sftp", "hostKeyFingerprint"], input: r2.sftp.hostKeyFingerprint, message: "only with pgbackrest.repo2.sftp.host: the stand-in SFTP node's fingerprint comes from its generated host key" });
+    }
     if (spec.pgbackrest.compression.level !== undefined) {
       const ranges = { zst: [-5, 22], lz4: [-5, 12], gz: [0, 9], bz2: [1, 9], none: [0, 0] } as const;
       const [lo, hi] = ranges[spec.pgbackrest.compression.type];
@@ -403,5 +462,7 @@ export const SECRET_KEYS = {
   redisHealthPassword: "password of the Redis health-check user",
   redisAdminPassword: "password of the Redis admin user (operators at the console; the redis drill's INFO, CONFIG GET and REPLICAOF)",
   tls: "pgBackRest TLS material (CA + per-node certificates and keys, JSON)",
+  repo2CipherPass: "passphrase of repo2's aes-256-cbc encryption (repo2-cipher-pass; without it repo2 cannot be restored)",
+  repo2Ssh: "SSH keys of repo2 over SFTP (JSON: pgBackRest's login key pair, the stand-in server's host key pair)",
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;

@@ -76,6 +76,28 @@ export interface PgbackrestRetention {
   archiveType?: PgbackrestRetentionArchiveType;
 }
 
+/**
+ * repo2 on an SFTP server (repo2-type=sftp), encrypted (repo2-cipher-type=aes-256-cbc; the passphrase is NOT
+ * here but in its own secret file, renderPgbackrestCipherConf). ADR 0013.
+ */
+export interface PgbackrestSftpRepo {
+  /** SFTP server (repo2-sftp-host). */
+  host: string;
+  /** SSH port (repo2-sftp-host-port); default 22. */
+  port?: number;
+  /** Login (repo2-sftp-host-user). */
+  user: string;
+  /** Repository path on the server (repo2-path). */
+  path: string;
+  /** pgBackRest's private key, OpenSSH format (repo2-sftp-private-key-file). */
+  privateKeyFile: string;
+  /** Lower-case hex SHA-256 of the server's host key blob (repo2-sftp-host-fingerprint, hash type sha256). */
+  hostKeyFingerprint: string;
+  /** File holding repo2-cipher-pass, read by pgBackRest through config-include-path (a comment only). */
+  cipherPassFile: string;
+  retention: Pick<PgbackrestRetention, "full" | "diff">;
+}
+
 export interface PgbackrestRepositoryConfInput {
   kind: "repository";
   /** Stanza name: letters, digits, '-', '_' (at most 64 chars), not "global". */
@@ -101,6 +123,8 @@ export interface PgbackrestRepositoryConfInput {
   logLevel?: PgbackrestLogLevels;
   /** log-path; default /var/log/pgbackrest. */
   logPath?: string;
+  /** The second repository (repo2), on an SFTP server; absent: repo1 only. */
+  repo2?: PgbackrestSftpRepo;
 }
 
 export interface PgbackrestDatabaseConfInput {
@@ -127,6 +151,9 @@ export interface PgbackrestDatabaseConfInput {
   processMax: number;
   /** Compression of pushed WAL (compress-type / compress-level). */
   compression: PgbackrestCompression;
+  /** repo2 exists on the repository host (its SFTP repository): reach it through the same TLS server
+   *  (repo2-host), so WAL is pushed to both repositories and restores may come from either. Default false. */
+  repo2ViaRepoHost?: boolean;
   tls: PgbackrestTlsFiles;
   tlsServer: PgbackrestTlsServer;
   logLevel?: PgbackrestLogLevels;
@@ -183,6 +210,7 @@ const HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za
 const IPV6_RE = /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
 // tls-server-auth is a hash option: `<cn>=<stanza list>`; '=' and ',' would change its meaning.
 const CLIENT_CN_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SFTP_USER_RE = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 
 class Problems {
   readonly list: string[] = [];
@@ -359,6 +387,29 @@ function validateRepository(input: PgbackrestRepositoryConfInput, p: Problems): 
   checkTls(p, input.tls, "pgN-host");
   checkTlsServer(p, input.tlsServer);
   checkLog(p, input.logLevel, input.logPath);
+  if (input.repo2 !== undefined) checkSftpRepo(p, input.repo2);
+}
+
+function checkSftpRepo(p: Problems, r: PgbackrestSftpRepo): void {
+  if (typeof r !== "object" || r === null) {
+    p.add("repo2", "repo2-type", r, "{ host, user, path, privateKeyFile, hostKeyFingerprint, cipherPassFile, retention }");
+    return;
+  }
+  checkHost(p, "repo2.host", "repo2-sftp-host", r.host);
+  if (r.port !== undefined) checkInt(p, "repo2.port", "repo2-sftp-host-port", r.port, 1, 65535);
+  if (typeof r.user !== "string" || !SFTP_USER_RE.test(r.user)) p.add("repo2.user", "repo2-sftp-host-user", r.user, "a POSIX user name (letters, digits, '_', '.', '-')");
+  checkPath(p, "repo2.path", "repo2-path", r.path);
+  checkPath(p, "repo2.privateKeyFile", "repo2-sftp-private-key-file", r.privateKeyFile);
+  checkPath(p, "repo2.cipherPassFile", "config-include-path", r.cipherPassFile);
+  if (typeof r.hostKeyFingerprint !== "string" || !/^[0-9a-f]{64}$/.test(r.hostKeyFingerprint)) {
+    p.add("repo2.hostKeyFingerprint", "repo2-sftp-host-fingerprint", r.hostKeyFingerprint, "64 lower-case hex digits (SHA-256 of the host key blob; the host key is always pinned, never check-type none)");
+  }
+  if (typeof r.retention !== "object" || r.retention === null) {
+    p.add("repo2.retention", "repo2-retention-full", r.retention, "{ full, diff? }");
+  } else {
+    checkInt(p, "repo2.retention.full", "repo2-retention-full", r.retention.full, 1, RETENTION_MAX);
+    if (r.retention.diff !== undefined) checkInt(p, "repo2.retention.diff", "repo2-retention-diff", r.retention.diff, 1, RETENTION_MAX);
+  }
 }
 
 function validateDatabase(input: PgbackrestDatabaseConfInput, p: Problems): void {
@@ -378,6 +429,7 @@ function validateDatabase(input: PgbackrestDatabaseConfInput, p: Problems): void
   }
   checkInt(p, "processMax", "process-max", input.processMax, 1, PROCESS_MAX_MAX);
   checkCompression(p, input.compression);
+  checkBool(p, "repo2ViaRepoHost", "repo2-host", input.repo2ViaRepoHost);
   checkTls(p, input.tls, "repo1-host");
   checkTlsServer(p, input.tlsServer);
   checkLog(p, input.logLevel, input.logPath);
@@ -434,6 +486,41 @@ function tlsServerLines(stanza: string, tls: PgbackrestTlsFiles, server: Pgbackr
   ];
 }
 
+function sftpRepoLines(r: PgbackrestSftpRepo, bundle: boolean, block: boolean): Line[] {
+  const lines: Line[] = [
+    "repo2: off the machine on an SFTP server, encrypted; backups with --repo=2, WAL from every PostgreSQL host",
+    ["repo2-type", "sftp"],
+    ["repo2-path", r.path],
+    ["repo2-sftp-host", r.host],
+    ["repo2-sftp-host-port", r.port ?? 22],
+    ["repo2-sftp-host-user", r.user],
+    ["repo2-sftp-private-key-file", r.privateKeyFile],
+    // The host key is pinned: a server that changed its key (or a machine in the middle) is refused.
+    ["repo2-sftp-host-key-check-type", "fingerprint"],
+    ["repo2-sftp-host-key-hash-type", "sha256"],
+    ["repo2-sftp-host-fingerprint", r.hostKeyFingerprint],
+    ["repo2-cipher-type", "aes-256-cbc"],
+    `repo2-cipher-pass: in ${r.cipherPassFile} (a secret file, read through config-include-path)`,
+    ["repo2-retention-full", r.retention.full],
+  ];
+  if (r.retention.diff !== undefined) lines.push(["repo2-retention-diff", r.retention.diff]);
+  lines.push(["repo2-bundle", yn(bundle)]);
+  if (bundle) lines.push(["repo2-block", yn(block)]);
+  return lines;
+}
+
+/**
+ * The secret part of repo2's config, for /etc/pgbackrest/conf.d/ (pgBackRest merges config-include-path
+ * files into pgbackrest.conf): repo2-cipher-pass alone, so pgbackrest.conf stays free of secrets.
+ */
+export function renderPgbackrestCipherConf(passphrase: string): string {
+  // One ini line: a newline would end it, leading/trailing blanks are trimmed by pgBackRest's ini parser.
+  if (typeof passphrase !== "string" || passphrase.length < 16 || /[\s\p{Cc}]/u.test(passphrase)) {
+    throw new PgbackrestConfError(["repo2 cipher passphrase (repo2-cipher-pass): expected at least 16 characters without whitespace or control characters (`homelab init` generates 43)"]);
+  }
+  return `[global]\nrepo2-cipher-pass=${passphrase}\n`;
+}
+
 const HEADER = "# Rendered by homelab-data (components/pgbackrest/conf.ts) for pgBackRest 2.5x; do not edit by hand.";
 
 function renderRepository(input: PgbackrestRepositoryConfInput): string {
@@ -459,6 +546,7 @@ function renderRepository(input: PgbackrestRepositoryConfInput): string {
     ["start-fast", yn(input.startFast ?? true)],
   );
   if (input.backupStandby) global.push(["backup-standby", "y"]);
+  if (input.repo2) global.push(...sftpRepoLines(input.repo2, bundle, block));
   global.push("log", ...logLines(input.logLevel, input.logPath), ...tlsServerLines(input.stanza, input.tls, input.tlsServer));
 
   const stanza: Line[] = ["PostgreSQL hosts, reached through their own pgbackrest server over TLS"];
@@ -488,9 +576,20 @@ function renderDatabase(input: PgbackrestDatabaseConfInput): string {
     ["repo1-host-ca-file", input.tls.caFile],
     ["repo1-host-cert-file", input.tls.clientCertFile ?? input.tls.certFile],
     ["repo1-host-key-file", input.tls.clientKeyFile ?? input.tls.keyFile],
-    "archive-push",
-    ["archive-async", yn(async)],
   ];
+  if (input.repo2ViaRepoHost) {
+    global.push(
+      "repo2: the repository host's SFTP repository (off the machine, encrypted there), through the same TLS server;",
+      "archive-push sends every WAL segment to both repositories",
+      ["repo2-host", input.repoHost],
+      ["repo2-host-type", "tls"],
+      ["repo2-host-port", input.repoHostPort ?? PGBACKREST_DEFAULTS.tlsServerPort],
+      ["repo2-host-ca-file", input.tls.caFile],
+      ["repo2-host-cert-file", input.tls.clientCertFile ?? input.tls.certFile],
+      ["repo2-host-key-file", input.tls.clientKeyFile ?? input.tls.keyFile],
+    );
+  }
+  global.push("archive-push", ["archive-async", yn(async)]);
   // archive-async acknowledges WAL to PostgreSQL from the local spool, so pushes are batched and parallel.
   if (async) global.push(["spool-path", input.spoolPath ?? PGBACKREST_DEFAULTS.spoolPath]);
   if (input.archivePushQueueMaxBytes !== undefined) global.push(["archive-push-queue-max", input.archivePushQueueMaxBytes]);

@@ -1,4 +1,5 @@
-// BackupRepository: the pgBackRest repository host (TLS server mode), then the steps that make it useful
+// BackupRepository: the pgBackRest repository host (TLS server mode) and, with repo2 on the stack's own
+// stand-in SFTP node, that node; then the steps that make it useful
 // from day one, in order, once the cluster is up (postUpSteps, shared with the e2e harness): stanza-create,
 // check (WAL reaches the repository), and a first full backup. Scheduled backups are the crontab file in
 // the repository node's plan; retention is in its pgbackrest.conf.
@@ -44,10 +45,14 @@ export class BackupRepository extends pulumi.ComponentResource {
     const volume = repo.volumes[0];
     if (!volume) throw new pulumi.ResourceError(`BackupRepository ${name}: node ${repo.name} has no volume for the repository`, this);
 
-    const made = createNodes(this, args, [{ node: repo, resourceName: name }])[repo.name];
+    // repo2's stand-in SFTP server (ADR 0013), when the stack runs one: made before the repository host,
+    // which reaches it for stanza-create and backups.
+    const standIns = args.plan.nodes.filter((n) => n.role === "repo2-sftp");
+    const all = createNodes(this, args, [...standIns.map((node) => ({ node, resourceName: `${name}-repo2` })), { node: repo, resourceName: name }]);
+    const made = all[repo.name];
     if (!made) throw new Error(`BackupRepository ${name}: node ${repo.name} was not made`);
 
-    this.readyNodes = { [repo.name]: made.ready };
+    this.readyNodes = Object.fromEntries(Object.entries(all).map(([node, r]) => [node, r.ready]));
     this.stanza = pulumi.output(args.stanza);
     this.container = made.handle;
     this.repositoryVolume = made.handle.apply(() => volume.name);

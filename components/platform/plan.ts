@@ -2,7 +2,7 @@
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
 
-export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb"] as const;
+export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp"] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
 export interface ImageRef {
@@ -98,7 +98,14 @@ export interface PlanFacts {
     /** Path (inside every PostgreSQL node) of each role's password file, by role name. */
     passwordFiles: Record<string, string>;
   };
-  pgbackrest: { stanza: string; repositoryNode: string; maxBackupAgeSeconds: number; tlsPort: number };
+  pgbackrest: {
+    stanza: string;
+    repositoryNode: string;
+    maxBackupAgeSeconds: number;
+    tlsPort: number;
+    /** The second repository (ADR 0013), when configured: where it is, and the stand-in node serving it. */
+    repo2?: { type: "sftp"; host: string; path: string; node?: string };
+  };
   /** Present when Redis is part of the stack. */
   redis?: { appUser: string; adminUser: string; healthUser: string; passwordFiles: Record<string, string> };
 }

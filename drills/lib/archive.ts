@@ -108,9 +108,13 @@ export function parsePgbackrestInfo(text: string, stanza: string): RepositorySta
   };
 }
 
-/** Runs `pgbackrest --stanza=<s> --output=json info` on the repository node (the image's wrapper drops to postgres). */
-export async function pgbackrestInfoOnNode(ctl: NodeControl, repository: ControlledNode, stanza: string, opts: { timeoutMs?: number } = {}): Promise<RepositoryState> {
-  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--output=json", "info"], { allowFailure: true, timeoutMs: opts.timeoutMs ?? 30_000 });
-  if (r.code !== 0) throw new Error(`${repository.name}: pgbackrest info failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
+/**
+ * Runs `pgbackrest --stanza=<s> --output=json info` on the repository node (the image's wrapper drops to
+ * postgres); `repo` limits it to one repository (--repo=N), else every configured one is merged.
+ */
+export async function pgbackrestInfoOnNode(ctl: NodeControl, repository: ControlledNode, stanza: string, opts: { timeoutMs?: number; repo?: number } = {}): Promise<RepositoryState> {
+  const repoArg = opts.repo !== undefined ? [`--repo=${opts.repo}`] : [];
+  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, ...repoArg, "--output=json", "info"], { allowFailure: true, timeoutMs: opts.timeoutMs ?? 30_000 });
+  if (r.code !== 0) throw new Error(`${repository.name}: pgbackrest${repoArg.length ? ` ${repoArg[0]}` : ""} info failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
   return parsePgbackrestInfo(r.stdout, stanza);
 }

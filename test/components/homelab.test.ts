@@ -106,7 +106,8 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     await build(localSpec());
     const images = byType("docker:index/image:Image").map((r) => r.inputs);
     expect(images).toHaveLength(3);
-    for (const ref of Object.values(mod.plan.IMAGES)) {
+    // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below); the local stack has none.
+    for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp)) {
       expect(images.find((i) => i.imageName === ref.name)).toMatchObject({
         imageName: ref.name,
         skipPush: true,
@@ -279,6 +280,21 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     expect(await promiseOf(lab.redis!.replica)).toBeUndefined();
     expect(await promiseOf(lab.duckdb!.endpoint)).toMatchObject({ host: "172.28.0.40", port: 8080 });
     expect(lab.platform).toBe("docker-api");
+  });
+
+  it("repo2 on the stack's own SFTP stand-in: its node, image and retained volume, made before the repository host; a repo2 backup after the first one; its keys and passphrase only inside secrets", async () => {
+    const spec = localSpec({ pgbackrest: { repo2: { type: "sftp" } } });
+    const { secrets } = await build(spec);
+    expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
+    expect(secretValues(secrets)).toEqual(expect.arrayContaining([secrets.repo2CipherPass, expect.stringContaining("SftpClientKey"), expect.stringContaining("SftpHostKey")]));
+    expect(byType("docker:index/image:Image").map((r) => r.inputs.imageName)).toContain("homelab/sftp:1");
+    expect(container("homelab-backup-repo2").inputs).toMatchObject({ name: "homelab-local-sftp", image: expect.stringMatching(/^homelab\/sftp:1@sha256:/) });
+    expect(recorder.optionsOf("homelab-backup-repo2-repo2", VOLUME).opts.retainOnDelete).toBe(true);
+    const deps = ((recorder.optionsOf("homelab-backup", CONTAINER).opts.dependsOn ?? []) as pulumi.Resource[]).map((r) => recorder.nameOf(r));
+    expect(deps).toContain("homelab-backup-repo2");
+    const uploads = unwrapSecret(container("homelab-backup").inputs.uploads) as { file: string; content: string; permissions: string }[];
+    expect(uploads.find((u) => u.file === "/etc/homelab/repo2/cipher.conf")).toEqual({ file: "/etc/homelab/repo2/cipher.conf", content: `[global]\nrepo2-cipher-pass=${secrets.repo2CipherPass}\n`, permissions: "0600" });
+    expect(recorder.resource("homelab-backup-repo2-full-backup").inputs.create).toBe("docker exec --user postgres homelab-local-backup sh -c 'pgbackrest --stanza=main --repo=2 --type=full backup'");
   });
 
   it("makes a Redis replica and more PostgreSQL replicas when the stack asks", async () => {

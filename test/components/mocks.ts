@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { SECRET_KEYS, loadStackSpec, readStackFile, validateConfig, type HomelabSpec, type SecretKey } from "../../components/config/index.ts";
 import { planHomelab, type HomelabSecrets } from "../../components/plan.ts";
+import { generateSftpKeys } from "../../components/pgbackrest/sftp.ts";
 import { redactedSecrets } from "../../components/secrets.ts";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -117,8 +118,10 @@ export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>
 /** Distinctive fake secrets: every one is searchable, none can occur by accident. */
 export function fakeSecrets(spec: HomelabSpec): HomelabSecrets {
   const passwords = Object.fromEntries(
-    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls").map((k) => [k, `Pw-${k}-9fQ2xLk7Zr`]),
-  ) as Omit<HomelabSecrets, "tls">;
+    (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => k !== "tls" && k !== "repo2Ssh").map((k) => [k, `Pw-${k}-9fQ2xLk7Zr`]),
+  ) as Omit<HomelabSecrets, "tls" | "repo2Ssh">;
+  // Public keys must parse (the plan fingerprints the host key); the private ones are distinctive fakes.
+  const publicKeys = generateSftpKeys("mock");
   const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
   return {
     ...passwords,
@@ -129,13 +132,19 @@ export function fakeSecrets(spec: HomelabSpec): HomelabSecrets {
         hostnames.map((h) => [h, { cert: `-----BEGIN CERTIFICATE-----\nfake-cert-${h}\n-----END CERTIFICATE-----\n`, key: `-----BEGIN PRIVATE KEY-----\nNodeKey-${h}-secret-7Tb4Vn\n-----END PRIVATE KEY-----\n` }]),
       ),
     },
+    repo2Ssh: {
+      clientKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nSftpClientKey-secret-4Hd9Rw\n-----END OPENSSH PRIVATE KEY-----\n",
+      clientPublicKey: publicKeys.clientPublicKey,
+      hostKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nSftpHostKey-secret-8Jc2Ty\n-----END OPENSSH PRIVATE KEY-----\n",
+      hostPublicKey: publicKeys.hostPublicKey,
+    },
   };
 }
 
 /** Every value that must never appear outside a Pulumi secret. */
 export function secretValues(secrets: HomelabSecrets): string[] {
-  const { tls, ...passwords } = secrets;
-  return [...Object.values(passwords), tls.caKey, ...Object.values(tls.nodes).map((n) => n.key)].map((v) => v.replace(/-----[A-Z ]+-----/g, "").trim());
+  const { tls, repo2Ssh, ...passwords } = secrets;
+  return [...Object.values(passwords), tls.caKey, ...Object.values(tls.nodes).map((n) => n.key), repo2Ssh.clientKey, repo2Ssh.hostKey].map((v) => v.replace(/-----[A-Z ]+-----/g, "").trim());
 }
 
 export interface Leak {

@@ -10,6 +10,7 @@ import { applyPlan, docker, removeByLabel, LABEL_STACK } from "../../components/
 import type { HomelabPlan } from "../../components/platform/plan.ts";
 import { topologyOf, type Topology } from "../../components/topology.ts";
 import { generatePassword } from "../../cli/stack-commands.ts";
+import { generateSftpKeys } from "../../components/pgbackrest/sftp.ts";
 
 export const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -54,6 +55,8 @@ export function makeSecrets(spec: HomelabSpec): HomelabSecrets {
     redisHealthPassword: generatePassword(),
     redisAdminPassword: generatePassword(),
     tls: generateTlsBundle(hostnames),
+    repo2CipherPass: generatePassword(),
+    repo2Ssh: generateSftpKeys(spec.stack),
   };
 }
 

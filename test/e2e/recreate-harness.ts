@@ -26,7 +26,8 @@ export function specFromBackup(spec: HomelabSpec): HomelabSpec {
 
 /** Volumes of the repository node(s) of a plan: what a destroy keeps. */
 export function repositoryVolumes(plan: HomelabPlan): string[] {
-  return plan.nodes.filter((n) => n.role === "backup-repository").flatMap((n) => n.volumes.map((v) => v.name));
+  // repo2's stand-in SFTP node keeps its volume too (pgbackrest.purgeBackupsOnDestroy, as repo1's).
+  return plan.nodes.filter((n) => n.role === "backup-repository" || n.role === "repo2-sftp").flatMap((n) => n.volumes.map((v) => v.name));
 }
 
 const lines = (s: string) => s.split(/\s+/).filter(Boolean);

@@ -500,6 +500,7 @@ role_repository() {
   rm -f "$READY_FILE"
   install_tls
   install_pgbackrest_conf
+  install_repo2_secrets
   install -d -o postgres -g postgres -m 0750 "$PGBR_REPO"
   if [ "$(stat -c %U:%G "$PGBR_REPO")" != postgres:postgres ]; then chown postgres:postgres "$PGBR_REPO"; fi
   find "$PGBR_REPO" -xdev \( ! -user postgres -o ! -group postgres \) -exec chown -h postgres:postgres {} + 2>/dev/null || true

@@ -96,6 +96,23 @@ install_pgbackrest_conf() {
   fi
 }
 
+# repository host with repo2 (ADR 0013): /etc/homelab/repo2/sftp.key -> the SFTP login key pgBackRest
+# reads (postgres-owned 0600, libssh2 refuses nothing else), /etc/homelab/repo2/cipher.conf (repo2-cipher-pass)
+# -> /etc/pgbackrest/conf.d/, which pgBackRest merges into pgbackrest.conf (config-include-path).
+install_repo2_secrets() {
+  local src="$HOMELAB_ETC/repo2"
+  if [ -f "$src/sftp.key" ]; then
+    install -d -o postgres -g postgres -m 0750 "$TLS_DIR"
+    install_file "$src/sftp.key" "$TLS_DIR/repo2-sftp.key" postgres postgres 0600
+  fi
+  if [ -f "$src/cipher.conf" ]; then
+    install_file "$src/cipher.conf" /etc/pgbackrest/conf.d/repo2-cipher.conf root postgres 0640
+    log "repo2: SFTP key and cipher passphrase installed"
+  else
+    rm -f /etc/pgbackrest/conf.d/repo2-cipher.conf
+  fi
+}
+
 # ~postgres/.pgpass with one line per /etc/homelab/secrets/<role>.password ("*:*:*:<role>:<password>"),
 # used by outgoing connections of the postgres OS user (replication, pg_rewind, drills).
 install_passfile() {
