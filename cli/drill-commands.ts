@@ -14,9 +14,9 @@ import { UsageError } from "./errors.ts";
 import { runProgram } from "./run.ts";
 import { preparePulumi } from "./setup.ts";
 
-export const DRILLS = ["redis", "backup-restore", "failover", "recreate"] as const;
+export const DRILLS = ["redis", "backup-restore", "failover", "recreate", "site-loss"] as const;
 export type DrillName = (typeof DRILLS)[number];
-/** `drill all`: cheapest and least disruptive first; recreate (destroys the tier) only when asked by name. */
+/** `drill all`: cheapest and least disruptive first; recreate and site-loss (destroy the tier) only when asked by name. */
 export const ALL_ORDER: DrillName[] = ["redis", "backup-restore", "failover"];
 /** What --variant accepts, per drill; a drill not listed takes no --variant. */
 export const VARIANTS: Partial<Record<DrillName, readonly string[]>> = { "backup-restore": ["pitr", "latest", "both"], redis: ["restart", "replica-promotion"] };
@@ -61,6 +61,10 @@ export const RUNNERS: Record<DrillName, Runner> = {
     const { runRecreateOnStack } = await import("../drills/recreate.mts");
     return runRecreateOnStack({ stack: flags.stack!, yes: Boolean(flags.yes), force: Boolean(flags.force), topologyFile: flags.topology, reportsDir: flags.reports });
   },
+  "site-loss": async (_topology, flags) => {
+    const { runSiteLossOnStack } = await import("../drills/site-loss.mts");
+    return runSiteLossOnStack({ stack: flags.stack!, yes: Boolean(flags.yes), force: Boolean(flags.force), topologyFile: flags.topology, reportsDir: flags.reports });
+  },
 };
 
 /**
@@ -79,10 +83,10 @@ export function drillOptions(drill?: DrillName): Option[] {
   if (!drill || drill === "backup-restore") {
     options.push(new Option("--fresh-backup", "backup-restore: restore a new full backup instead of the newest existing one (expired again afterwards)").default(false));
   }
-  if (!drill || drill === "recreate") {
+  if (!drill || drill === "recreate" || drill === "site-loss") {
     options.push(
-      new Option("--yes", "recreate: confirm that the stack is destroyed and re-created from its backups").default(false),
-      new Option("--force", "recreate: destroy even when the archive is behind (loses what was not archived)").default(false),
+      new Option("--yes", "recreate, site-loss: confirm that the stack is destroyed and re-created from its backups (site-loss: from repo2 only)").default(false),
+      new Option("--force", "recreate, site-loss: destroy even when the archive is behind (loses what was not archived)").default(false),
     );
   }
   return options;
@@ -91,7 +95,9 @@ export function drillOptions(drill?: DrillName): Option[] {
 /** Flag problems for running `drills`; in the CLI (`cli`) each names the command (`drill: ...`). */
 function flagProblems(drills: readonly DrillName[], flags: DrillFlags, cli: boolean): string[] {
   if (!flags.stack && !flags.topology) return [`${cli ? "drill: " : ""}--stack <name> or --topology <file> is required`];
-  if (drills.includes("recreate") && !flags.stack) return [`${cli ? "drill recreate: " : ""}--stack is required (it destroys and re-creates the stack with pulumi)`];
+  for (const d of ["recreate", "site-loss"] as const) {
+    if (drills.includes(d) && !flags.stack) return [`${cli ? `drill ${d}: ` : ""}--stack is required (it destroys and re-creates the stack with pulumi)`];
+  }
   return [];
 }
 

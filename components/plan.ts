@@ -462,7 +462,10 @@ export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; 
   if (!repo) return [];
   const pg = ["pgbackrest", `--stanza=${stanza}`];
   return [
-    { name: "stanza-create", node: repo.name, command: [...pg, "stanza-create"] },
+    // stanza-create takes the stanza's archive lock, which a PostgreSQL host's async archive-push holds on the
+    // repository host (its remote) while it pushes: pgBackRest fails at once with [050] LockAcquireError
+    // rather than wait. The primary created the stanza already (its entrypoint); retry through a push.
+    { name: "stanza-create", node: repo.name, command: ["sh", "-c", `i=0; until ${pg.join(" ")} stanza-create; do rc=$?; i=$((i+1)); [ "$rc" = 50 ] && [ "$i" -lt 30 ] || exit "$rc"; sleep 1; done`] },
     // On delete (before the cluster's nodes go: they are what it depends on), the same check forces a WAL
     // switch and waits until the repository has it: what was written since the last switch is archived, so
     // the next `up` restores it (bootstrapFrom: auto). Never blocks a destroy: a failure is only reported.

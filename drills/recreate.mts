@@ -55,6 +55,19 @@ export interface RecreateDrillOptions {
   refuseWhenArchiveBehind?: boolean;
   /** Longest wait for the first write and for the streaming replica after `create` (default 300 s). */
   recoveryTimeoutMs?: number;
+  /** The drill this run reports as, and whose objectives it holds (default recreate; site-loss runs this flow). */
+  drill?: "recreate" | "site-loss";
+  /**
+   * The only repository the destroy leaves (pgbackrest --repo=N): the preflight's backup and the WAL
+   * switch's wait look there alone (site-loss: 2). Default: every repository of the stanza.
+   */
+  survivingRepo?: number;
+  /** What the destroy keeps, for the log (default "the backup repository stays"). */
+  destroyKeeps?: string;
+  /** More preflight checks; any failing one stops the drill before anything is destroyed. */
+  preflight?: () => Promise<Check[]>;
+  /** More checks once the stack is back (site-loss: repo1 has a new stanza and backup). */
+  afterRecovery?: () => Promise<Check[]>;
 }
 
 class DrillAbort extends Error {}
@@ -71,12 +84,16 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
   const startedAtMs = Date.now();
   const checks: Check[] = [];
   const evidence: Record<string, unknown> = { archiveTimeoutSeconds: t.postgres.archiveTimeoutSeconds };
-  const objectives = { rpoSeconds: t.objectives.recreate.rpo, rtoSeconds: t.objectives.recreate.rto };
+  const drill = opts.drill ?? "recreate";
+  const objective = drill === "site-loss" ? t.objectives.siteLoss : t.objectives.recreate;
+  const objectives = { rpoSeconds: objective.rpo, rtoSeconds: objective.rto };
+  const repoOpt = opts.survivingRepo !== undefined ? { repo: opts.survivingRepo } : {};
+  const repoName = opts.survivingRepo !== undefined ? `repo${opts.survivingRepo}` : "the repository";
   let rpo: (RpoMeasurement & { walGapBytes?: number }) | null = null;
   let rto: (RtoBreakdown & { redundancyRestoredSeconds?: number }) | null = null;
   let writer: AckWriter | undefined;
   let probe: Probe | undefined;
-  log.info(`drill recreate on stack ${t.stack} (run ${runId}): objectives RPO <= ${formatSeconds(objectives.rpoSeconds)} (archive_timeout ${formatSeconds(t.postgres.archiveTimeoutSeconds)}), primary + streaming replica back <= ${formatSeconds(objectives.rtoSeconds)}`);
+  log.info(`drill ${drill} on stack ${t.stack} (run ${runId}): objectives RPO <= ${formatSeconds(objectives.rpoSeconds)} (archive_timeout ${formatSeconds(t.postgres.archiveTimeoutSeconds)}), primary + streaming replica back <= ${formatSeconds(objectives.rtoSeconds)}`);
 
   try {
     const ctl = opts.nodeControl ?? controlFor(t);
@@ -92,11 +109,17 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     // ------------------------------------------------------------------------------------------ preflight
     const pre = await log.step("preflight: primary, backup in the repository, workload schema", async () => {
       const primary = await currentPrimary(t, ctl);
-      const repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
+      const repo = await pgbackrestInfoOnNode(ctl, repository, stanza, repoOpt);
       evidence.backupBefore = repo.newestBackup;
       evidence.archivedBefore = repo.newestArchivedWal;
       checks.push(backupAgeCheck(repo, t.pgbackrest.maxBackupAgeSeconds));
-      if (!repo.newestBackup) throw new DrillAbort(`stanza ${stanza} has no backup (${repo.statusMessage || `status ${repo.statusCode}`}): a recreate would lose everything; take one first (runbooks/recreate-from-backup.md)`);
+      if (!repo.newestBackup) throw new DrillAbort(`stanza ${stanza} has no backup in ${repoName} (${repo.statusMessage || `status ${repo.statusCode}`}): a ${drill} would lose everything; nothing was destroyed; take one first (runbooks/${drill === "site-loss" ? "site-loss" : "recreate-from-backup"}.md)`);
+      if (opts.preflight) {
+        const extra = await opts.preflight();
+        checks.push(...extra);
+        const failed = extra.filter((c) => !c.ok);
+        if (failed.length > 0) throw new DrillAbort(`not destroying anything: ${failed.map((c) => `${c.name}: ${c.detail}`).join("; ")}`);
+      }
       const identity = await clusterIdentity(ctl, primary);
       evidence.before = { primary: primary.name, ...identity };
       const password = await readSecret(ctl, primary, passwordFile);
@@ -119,11 +142,11 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     // ------------------------------------------------------------------------------------------ archive
     const archiveWaitMs = opts.archiveWaitMs ?? Math.max(60_000, t.postgres.archiveTimeoutSeconds * 3000);
     const switchRequestedAtMs = Date.now();
-    const archived = await log.step("force a WAL switch and wait until the repository has it", async () => {
+    const archived = await log.step(`force a WAL switch and wait until ${repoName} has it`, async () => {
       const [segment = "", switchLsn = ""] = (await psqlOnNode(ctl, pre.primary, "select pg_walfile_name(l) || ' ' || l from (select pg_switch_wal() as l) s")).split(" ");
       let repo: RepositoryState | undefined;
-      const reached = await waitFor(`segment ${segment} in the repository`, async () => {
-        repo = await pgbackrestInfoOnNode(ctl, repository, stanza);
+      const reached = await waitFor(`segment ${segment} in ${repoName}`, async () => {
+        repo = await pgbackrestInfoOnNode(ctl, repository, stanza, repoOpt);
         return repo.newestArchivedWal !== null && compareWalSegments(repo.newestArchivedWal, segment) >= 0;
       }, { timeoutMs: archiveWaitMs }).then(() => true, () => false);
       return { segment, switchLsn, reached, newest: repo?.newestArchivedWal ?? null };
@@ -155,7 +178,7 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
 
     // ------------------------------------------------------------------------------------------ destroy
     const faultAtMs = Date.now();
-    const destroyedAtMs = await log.step("destroy the stack (the backup repository stays)", async () => {
+    const destroyedAtMs = await log.step(`destroy the stack (${opts.destroyKeeps ?? "the backup repository stays"})`, async () => {
       await opts.recreate("destroy");
       return Date.now();
     });
@@ -244,6 +267,10 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
         checks.push(check(`${replica.name} streams and replays`, ok, ok ? `${replica.name}: in recovery, WAL receiver streaming, replayed past ${target}` : `${replica.name}: ${state || "no answer"} (recovery, WAL receiver, replay LSN); primary at ${target}`));
       }
     });
+    if (opts.afterRecovery) {
+      const after = opts.afterRecovery;
+      checks.push(...(await log.step("the rebuilt stack's repositories", async () => after(), (c) => c.map((x) => `${x.name}: ${x.ok ? "ok" : "FAILED"}`).join("; "))));
+    }
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     log.warn(`drill stopped: ${message}`);
@@ -253,7 +280,7 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
     await probe?.stop().catch(() => undefined);
   }
 
-  return concludeDrill({ drill: "recreate", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
+  return concludeDrill({ drill, stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
 }
 
 /** Newest backup no older than the stack's policy (fault catalog: "newest backup older than the policy allows"). */

@@ -3,7 +3,7 @@
 // the backup repository's; create applies the plan of the same stack with bootstrapFrom=backup and the SAME
 // secrets (passwords, TLS certificates), so the re-created nodes trust the repository and vice versa.
 import type { HomelabSpec } from "../../components/config/index.ts";
-import { planHomelab, type HomelabSecrets } from "../../components/plan.ts";
+import { planHomelab, postUpSteps, type HomelabSecrets } from "../../components/plan.ts";
 import { LABEL_STACK, applyPlan, docker } from "../../components/platform/docker-node.ts";
 import type { HomelabPlan } from "../../components/platform/plan.ts";
 
@@ -14,6 +14,12 @@ export interface RecreateOptions {
   keepRepositoryNode?: boolean;
   /** Also remove the repository's volume: the "backups gone" fault (default false). */
   dropRepository?: boolean;
+  /** Site loss: repo1's volume goes as well; only repo2 (the SFTP stand-in's volume, "off the machine") stays. */
+  loseRepo1?: boolean;
+  /** Create with the stack's own bootstrapFrom (default: backup, as the recreate runbook says). */
+  keepBootstrapFrom?: boolean;
+  /** After create, run the post-up steps as `pulumi up` does (stanza-create, check, first backups). */
+  postUp?: boolean;
   /** Per-node health timeout of the create phase (default 300 s). */
   healthTimeoutMs?: number;
   log?: (message: string) => void;
@@ -41,7 +47,8 @@ const lines = (s: string) => s.split(/\s+/).filter(Boolean);
 export async function destroyAllButRepository(plan: HomelabPlan, opts: RecreateOptions = {}): Promise<{ containers: string[]; volumes: string[]; kept: string[] }> {
   const label = `label=${LABEL_STACK}=${plan.stack}`;
   const repositoryNodes = new Set(plan.nodes.filter((n) => n.role === "backup-repository").map((n) => n.hostname));
-  const keepVolumes = new Set(opts.dropRepository ? [] : repositoryVolumes(plan));
+  const repo1Volumes = new Set(plan.nodes.filter((n) => n.role === "backup-repository").flatMap((n) => n.volumes.map((v) => v.name)));
+  const keepVolumes = new Set(opts.dropRepository ? [] : repositoryVolumes(plan).filter((v) => !(opts.loseRepo1 && repo1Volumes.has(v))));
   const names = lines((await docker(["ps", "-a", "--format", "{{.Names}}", "--filter", label])).stdout);
   const containers = names.filter((n) => !(opts.keepRepositoryNode && repositoryNodes.has(n)));
   // -f: a kill, like the platform's delete of a running container; -v: anonymous volumes only.
@@ -63,7 +70,7 @@ export async function destroyAllButRepository(plan: HomelabPlan, opts: RecreateO
  * plan of `spec` with bootstrapFrom=backup and the same `secrets` (every node healthy, like `pulumi up`).
  */
 export function recreateHook(spec: HomelabSpec, secrets: HomelabSecrets, opts: RecreateOptions = {}): (phase: RecreatePhase) => Promise<void> {
-  const plan = planHomelab(specFromBackup(spec), secrets);
+  const plan = planHomelab(opts.keepBootstrapFrom ? spec : specFromBackup(spec), secrets);
   return async (phase) => {
     if (phase === "destroy") {
       await destroyAllButRepository(plan, opts);
@@ -73,5 +80,13 @@ export function recreateHook(spec: HomelabSpec, secrets: HomelabSecrets, opts: R
     // A repository node that was kept running is not created again (its name is taken).
     await applyPlan(plan, { timeoutSeconds: Math.round((opts.healthTimeoutMs ?? 300_000) / 1000), log: opts.log, only: (n) => !(opts.keepRepositoryNode && n.role === "backup-repository") });
     opts.log?.(`re-created stack ${plan.stack} from backup in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    if (opts.postUp) {
+      for (const step of postUpSteps(plan, spec.pgbackrest.stanza)) {
+        const s0 = Date.now();
+        const node = plan.nodes.find((n) => n.name === step.node);
+        await docker(["exec", "--user", "postgres", node?.hostname ?? step.node, ...step.command]);
+        opts.log?.(`post-up ${step.name} in ${((Date.now() - s0) / 1000).toFixed(1)}s`);
+      }
+    }
   };
 }

@@ -50,7 +50,7 @@ describe("planHomelab", () => {
     const cron = node("backup").files.find((f) => f.path === "/etc/homelab/crontab")!.content;
     expect(cron).toContain("0 3 * * 0 pgbackrest --stanza=main --type=full backup");
     expect(cron).toContain("0 3 * * 1-6 pgbackrest --stanza=main --type=diff backup");
-    expect(postUpSteps(plan, "main").map((s) => s.command.join(" "))).toEqual(["pgbackrest --stanza=main stanza-create", "pgbackrest --stanza=main check", "pgbackrest --stanza=main --type=full backup"]);
+    expect(postUpSteps(plan, "main").map((s) => s.command.join(" "))).toEqual([`sh -c i=0; until pgbackrest --stanza=main stanza-create; do rc=$?; i=$((i+1)); [ "$rc" = 50 ] && [ "$i" -lt 30 ] || exit "$rc"; sleep 1; done`, "pgbackrest --stanza=main check", "pgbackrest --stanza=main --type=full backup"]);
   });
 
   it("gives both Redis nodes the admin user and the app/admin passwords the redis drill reads on the node", () => {
