@@ -171,6 +171,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     secretFile(ROLES.readonly, secrets.postgresReadonlyPassword),
   ];
 
+  // repo2's passphrase: the repository host and every PostgreSQL host encrypt/decrypt repo2 themselves.
+  const repo2CipherFile: NodeFile = { path: `${ETC}/repo2/cipher.conf`, content: repo2Spec ? renderPgbackrestCipherConf(secrets.repo2CipherPass) : "", mode: 0o600, secret: true };
   const pgNodes: NodePlan[] = pgNames.map((name, i) => {
     const hostname = host(name);
     return {
@@ -209,12 +211,14 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
             tlsServer: { address: "*", port: PGBACKREST_TLS_PORT, authClients: [host(backupName)] },
             compression: { type: spec.pgbackrest.compression.type, level: spec.pgbackrest.compression.level },
             repo2ViaRepoHost: repo2 !== undefined,
+            ...(repo2 ? { repo2CipherPassFile: REPO2_CIPHER_CONF_PATH } : {}),
           }),
           mode: 0o640,
           secret: false,
         },
         { path: `${ETC}/roles.json`, content: `${JSON.stringify(roles, null, 2)}\n`, mode: 0o644, secret: false },
         ...pgSecrets,
+        ...(repo2 ? [repo2CipherFile] : []),
         ...tls(hostname),
       ],
       volumes: [{ name: `${hostname}-data`, mountPath: PG_DATA, retainOnDestroy: false }],
@@ -264,7 +268,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       ...(repo2
         ? [
             { path: `${ETC}/repo2/sftp.key`, content: secrets.repo2Ssh.clientKey, mode: 0o600, secret: true },
-            { path: `${ETC}/repo2/cipher.conf`, content: renderPgbackrestCipherConf(secrets.repo2CipherPass), mode: 0o600, secret: true },
+            repo2CipherFile,
           ]
         : []),
     ],

@@ -154,6 +154,10 @@ export interface PgbackrestDatabaseConfInput {
   /** repo2 exists on the repository host (its SFTP repository): reach it through the same TLS server
    *  (repo2-host), so WAL is pushed to both repositories and restores may come from either. Default false. */
   repo2ViaRepoHost?: boolean;
+  /** With repo2ViaRepoHost: the file holding repo2-cipher-pass (conf.d, a comment only). This host encrypts
+   *  what it pushes and decrypts what it restores itself; pgBackRest 2.55 does not reliably fetch the cipher
+   *  settings from the remote before it reads an info file (a restore read backup.info as plaintext). */
+  repo2CipherPassFile?: string;
   tls: PgbackrestTlsFiles;
   tlsServer: PgbackrestTlsServer;
   logLevel?: PgbackrestLogLevels;
@@ -430,6 +434,8 @@ function validateDatabase(input: PgbackrestDatabaseConfInput, p: Problems): void
   checkInt(p, "processMax", "process-max", input.processMax, 1, PROCESS_MAX_MAX);
   checkCompression(p, input.compression);
   checkBool(p, "repo2ViaRepoHost", "repo2-host", input.repo2ViaRepoHost);
+  if (input.repo2ViaRepoHost && input.repo2CipherPassFile === undefined) p.add("repo2CipherPassFile", "repo2-cipher-pass", undefined, "the conf.d file with repo2-cipher-pass (repo2 is always encrypted)");
+  if (input.repo2CipherPassFile !== undefined) checkPath(p, "repo2CipherPassFile", "config-include-path", input.repo2CipherPassFile);
   checkTls(p, input.tls, "repo1-host");
   checkTlsServer(p, input.tlsServer);
   checkLog(p, input.logLevel, input.logPath);
@@ -587,6 +593,8 @@ function renderDatabase(input: PgbackrestDatabaseConfInput): string {
       ["repo2-host-ca-file", input.tls.caFile],
       ["repo2-host-cert-file", input.tls.clientCertFile ?? input.tls.certFile],
       ["repo2-host-key-file", input.tls.clientKeyFile ?? input.tls.keyFile],
+      ["repo2-cipher-type", "aes-256-cbc"],
+      `repo2-cipher-pass: in ${String(input.repo2CipherPassFile)} (a secret file, read through config-include-path)`,
     );
   }
   global.push("archive-push", ["archive-async", yn(async)]);

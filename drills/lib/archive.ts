@@ -70,7 +70,9 @@ const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? 
 export function parsePgbackrestInfo(text: string, stanza: string): RepositoryState {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    // pgBackRest prints raw control characters inside a status message (an info file that does not decrypt:
+    // its garbage is quoted); its JSON is one line, so they can only be inside strings.
+    value = JSON.parse(text.replace(/[\u0000-\u001f]/g, " "));
   } catch (e) {
     throw new Error(`pgbackrest info did not print JSON (${(e as Error).message}): ${text.slice(0, 200)}`, { cause: e });
   }
@@ -80,6 +82,12 @@ export function parsePgbackrestInfo(text: string, stanza: string): RepositorySta
     return { stanza, statusCode: 1, statusMessage: `stanza ${stanza} not in pgbackrest info (stanzas: ${value.map((s) => String(obj(s).name)).join(", ") || "none"})`, backups: [], newestBackup: null, newestArchivedWal: null };
   }
   const status = obj(entry.status);
+  // With several repositories the stanza's status only says they differ; each repo's own says why.
+  const repoProblems = arr(entry.repo)
+    .map((r) => obj(r))
+    .filter((r) => Number(obj(r.status).code ?? 0) !== 0)
+    // First line only: pgBackRest quotes an undecryptable file's bytes on the next ones.
+    .map((r) => `repo${String(r.key)}: ${String(obj(r.status).message ?? "").split(/[\r\n]/)[0]?.replace(/[^\x20-\x7e]/g, "").slice(0, 200)}`);
   const backups: RepositoryBackup[] = arr(entry.backup).map((b) => {
     const o = obj(b);
     const archive = obj(o.archive);
@@ -101,7 +109,7 @@ export function parsePgbackrestInfo(text: string, stanza: string): RepositorySta
   return {
     stanza,
     statusCode: Number(status.code ?? -1),
-    statusMessage: String(status.message ?? ""),
+    statusMessage: [String(status.message ?? ""), ...repoProblems].filter(Boolean).join("; "),
     backups,
     newestBackup,
     newestArchivedWal,

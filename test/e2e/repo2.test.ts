@@ -114,9 +114,12 @@ describe("repo2: an encrypted second repository on SFTP", () => {
     expect(conf.stdout.includes(tier.secrets.repo2CipherPass)).toBe(false);
     const mode = await tier.exec("backup", ["stat", "-c", "%a %U:%G", "/etc/pgbackrest/conf.d/repo2-cipher.conf", "/etc/ssl/homelab/repo2-sftp.key"]);
     expect(mode.stdout.trim().split("\n")).toEqual(["640 root:postgres", "600 postgres:postgres"]);
-    const pg = await tier.exec("pg-1", ["sh", "-c", "cat /etc/pgbackrest/pgbackrest.conf; ls /etc/pgbackrest/conf.d"]);
+    const pg = await tier.exec("pg-1", ["sh", "-c", "cat /etc/pgbackrest/pgbackrest.conf; ls /etc/pgbackrest/conf.d /etc/ssl/homelab"]);
     expect(pg.stdout).toMatch(/^repo2-host=homelab-e2e-repo2-backup$/m);
-    expect(pg.stdout).not.toMatch(/cipher-pass|sftp/);
+    expect(pg.stdout).toMatch(/^repo2-cipher-type=aes-256-cbc$/m);
+    // The SFTP login key stays on the repository host; the passphrase is a conf.d file on each host.
+    expect(pg.stdout).not.toMatch(/sftp|^repo2-cipher-pass=/m);
+    expect(pg.stdout).toMatch(/^repo2-cipher\.conf$/m);
   }, 120_000);
 
   it("a host key that does not match the pinned fingerprint is refused", async () => {

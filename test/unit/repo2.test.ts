@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import sshpk from "sshpk";
 import { describe, expect, it } from "vitest";
 import { ConfigError, validateConfig } from "../../components/config/index.ts";
-import { PgbackrestConfError, generateSftpKeys, parseSftpKeys, renderPgbackrestCipherConf, renderPgbackrestConf, sftpHostKeyFingerprint } from "../../components/pgbackrest/index.ts";
+import { PgbackrestConfError, type PgbackrestDatabaseConfInput, generateSftpKeys, parseSftpKeys, renderPgbackrestCipherConf, renderPgbackrestConf, sftpHostKeyFingerprint } from "../../components/pgbackrest/index.ts";
 import { backupCrontab, planHomelab, postUpSteps, redactedSecrets } from "../../components/plan.ts";
 
 function problemsOf(fn: () => unknown): string[] {
@@ -103,12 +103,15 @@ describe("repo2 in pgbackrest.conf", () => {
   });
 
   it("PostgreSQL hosts reach repo2 through the repository host's TLS server, so archive-push sends WAL to both", () => {
-    const conf = renderPgbackrestConf({ kind: "database", stanza: "main", repoHost: "backup", processMax: 2, compression: { type: "zst" }, tls: TLS, tlsServer: { authClients: ["backup"] }, repo2ViaRepoHost: true });
+    const base: PgbackrestDatabaseConfInput = { kind: "database", stanza: "main", repoHost: "backup", processMax: 2, compression: { type: "zst" }, tls: TLS, tlsServer: { authClients: ["backup"] } };
+    const conf = renderPgbackrestConf({ ...base, repo2ViaRepoHost: true, repo2CipherPassFile: "/etc/pgbackrest/conf.d/repo2-cipher.conf" });
     const lines = conf.split("\n");
-    for (const line of ["repo1-host=backup", "repo2-host=backup", "repo2-host-type=tls", "repo2-host-port=8432", "repo2-host-ca-file=/etc/ssl/homelab/ca.crt", "repo2-host-cert-file=/etc/ssl/homelab/node.crt", "repo2-host-key-file=/etc/ssl/homelab/node.key", "archive-async=y"]) {
+    for (const line of ["repo1-host=backup", "repo2-host=backup", "repo2-host-type=tls", "repo2-host-port=8432", "repo2-host-ca-file=/etc/ssl/homelab/ca.crt", "repo2-host-cert-file=/etc/ssl/homelab/node.crt", "repo2-host-key-file=/etc/ssl/homelab/node.key", "repo2-cipher-type=aes-256-cbc", "archive-async=y"]) {
       expect(lines).toContain(line);
     }
-    expect(conf).not.toMatch(/cipher|sftp/);
+    // The SFTP login stays on the repository host; the passphrase is in conf.d, never here.
+    expect(conf).not.toMatch(/sftp|^repo2-cipher-pass=/m);
+    expect(problemsOf(() => renderPgbackrestConf({ ...base, repo2ViaRepoHost: true }))).toEqual([expect.stringMatching(/^repo2CipherPassFile \(repo2-cipher-pass\): got nothing; expected the conf\.d file/)]);
   });
 
   it("the cipher passphrase goes in its own conf.d file, and only a one-line passphrase of 16+ characters", () => {
@@ -134,6 +137,10 @@ describe("repo2 in the plan", () => {
       ["/etc/homelab/ssh/authorized_keys", "644", false],
     ]);
     expect(node("backup")?.dependsOn).toEqual(["sftp"]);
+    for (const pg of ["pg-1", "pg-2"]) {
+      expect(node(pg)?.files.filter((f) => f.path.startsWith("/etc/homelab/repo2/")).map((f) => [f.path, f.secret])).toEqual([["/etc/homelab/repo2/cipher.conf", true]]);
+    }
+    expect(planHomelab(validateConfig("t", {}), redactedSecrets()).nodes.flatMap((n) => n.files).filter((f) => f.path.includes("repo2"))).toEqual([]);
     expect(node("backup")?.files.filter((f) => f.path.startsWith("/etc/homelab/repo2/")).map((f) => [f.path, f.secret])).toEqual([
       ["/etc/homelab/repo2/sftp.key", true],
       ["/etc/homelab/repo2/cipher.conf", true],
@@ -184,5 +191,18 @@ describe("repo2's SSH keys", () => {
     expect(parseSftpKeys(JSON.stringify(keys), "fix")).toEqual(keys);
     expect(() => parseSftpKeys("{not json", "run init")).toThrow(/^repo2Ssh: is not JSON; run init$/);
     expect(() => parseSftpKeys(JSON.stringify({ ...keys, hostKey: "" }), "run init")).toThrow(/\(missing: hostKey\); run init$/);
+  });
+});
+
+describe("pgbackrest info with repo2 unreadable", () => {
+  it("names the repo and its error; raw control characters in pgBackRest's message do not break the JSON", async () => {
+    const { parsePgbackrestInfo } = await import("../../drills/lib/archive.ts");
+    // What pgBackRest 2.55 printed for repo2 with a wrong repo2-cipher-pass (the garbage quoted raw).
+    const text = `[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"main","repo":[{"cipher":"none","key":1,"status":{"code":0,"message":"ok"}},{"cipher":"aes-256-cbc","key":2,"status":{"code":99,"message":"[FormatError] unable to load info file '/srv/pgbackrest/backup/main/backup.info':\\nFormatError: key/value found outside of section at line 1: \u0001\u0007\u001fxé"}}],"status":{"code":99,"message":"other"}}]`;
+    const state = parsePgbackrestInfo(text, "main");
+    expect(state.statusCode).toBe(99);
+    expect(state.backups).toEqual([]);
+    expect(state.statusMessage).toMatch(/^other; repo2: \[FormatError\] unable to load info file '\/srv\/pgbackrest\/backup\/main\/backup\.info'/);
+    expect(state.statusMessage).toBe("other; repo2: [FormatError] unable to load info file '/srv/pgbackrest/backup/main/backup.info':");
   });
 });

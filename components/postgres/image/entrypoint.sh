@@ -173,6 +173,7 @@ common_db_setup() {
   rm -f "$READY_FILE"
   install_tls
   install_pgbackrest_conf
+  install_repo2_secrets
   install_passfile
   fix_pgdata_ownership
 }

@@ -96,9 +96,9 @@ install_pgbackrest_conf() {
   fi
 }
 
-# repository host with repo2 (ADR 0013): /etc/homelab/repo2/sftp.key -> the SFTP login key pgBackRest
-# reads (postgres-owned 0600, libssh2 refuses nothing else), /etc/homelab/repo2/cipher.conf (repo2-cipher-pass)
-# -> /etc/pgbackrest/conf.d/, which pgBackRest merges into pgbackrest.conf (config-include-path).
+# repo2 (ADR 0013): /etc/homelab/repo2/sftp.key (repository host only) -> the SFTP login key pgBackRest
+# reads (postgres-owned 0600), /etc/homelab/repo2/cipher.conf (repo2-cipher-pass; every host that reads or
+# writes repo2) -> /etc/pgbackrest/conf.d/, which pgBackRest merges into pgbackrest.conf (config-include-path).
 install_repo2_secrets() {
   local src="$HOMELAB_ETC/repo2"
   if [ -f "$src/sftp.key" ]; then
