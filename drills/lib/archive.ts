@@ -72,6 +72,7 @@ export function parsePgbackrestInfo(text: string, stanza: string): RepositorySta
   try {
     // pgBackRest prints raw control characters inside a status message (an info file that does not decrypt:
     // its garbage is quoted); its JSON is one line, so they can only be inside strings.
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
     value = JSON.parse(text.replace(/[\u0000-\u001f]/g, " "));
   } catch (e) {
     throw new Error(`pgbackrest info did not print JSON (${(e as Error).message}): ${text.slice(0, 200)}`, { cause: e });
