@@ -27,7 +27,7 @@ describe("homelab drill", () => {
   it("rejects an unknown drill naming the accepted ones", () => {
     const r = homelab("drill", "nosuch", "--topology", "/tmp/none.json");
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, recreate, all$/m);
+    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, recreate, site-loss, all$/m);
   });
 
   it("needs a stack or a topology file", () => {
@@ -59,6 +59,8 @@ describe("drills/<name>.mts on their own", () => {
     ["failover", [], /^failover drill: --stack <name> or --topology <file> is required$/],
     ["recreate", ["--topology", "/tmp/none.json"], /^recreate drill: --stack is required \(it destroys and re-creates the stack with pulumi\)$/],
     ["recreate", ["--stack", "local"], /^recreate drill: .*pass --yes to go ahead$/],
+    ["site-loss", ["--topology", "/tmp/none.json"], /^site-loss drill: --stack is required \(it destroys and re-creates the stack with pulumi\)$/],
+    ["site-loss", ["--stack", "local"], /^site-loss drill: drill site-loss destroys every PostgreSQL node and repo1 of stack local and rebuilds them from repo2; pass --yes to go ahead$/],
     ["redis", ["--topology", "/nonexistent/topology.json"], /^redis drill: cannot read topology file \/nonexistent\/topology\.json/],
   ])("%s %j: exit 2, one line naming the problem, no stack trace", (name, args, message) => {
     const r = script(name, ...args);
@@ -99,6 +101,7 @@ describe("drills/<name>.mts on their own", () => {
       "backup-restore": ["--stack", "--topology", "--reports", "--variant", "--fresh-backup"],
       failover: ["--stack", "--topology", "--reports"],
       recreate: ["--stack", "--topology", "--reports", "--yes", "--force"],
+      "site-loss": ["--stack", "--topology", "--reports", "--yes", "--force"],
     };
     for (const name of DRILLS) {
       const options = drillScriptProgram(name).options;
