@@ -164,6 +164,19 @@ const postgres = z
   .strict()
   .prefault({});
 
+/** One repository's retention (pgBackRest repoN-retention-full / repoN-retention-diff). */
+function retention() {
+  return z
+    .object({
+      /** Full backups to keep. */
+      full: z.number().int().min(1).max(9999).default(2),
+      /** Differential backups to keep. */
+      diff: z.number().int().min(1).max(9999).optional(),
+    })
+    .strict()
+    .prefault({});
+}
+
 // pgBackRest's second repository (repo2, ADR 0013): an SFTP server off the machine (a NAS), encrypted with
 // aes-256-cbc under a generated passphrase (the Pulumi secret homelab-data:repo2CipherPass). Without
 // sftp.host the stack runs a stand-in SFTP server node itself (homelab/sftp:1, its own retained volume).
@@ -190,15 +203,8 @@ const repo2 = z
       })
       .strict()
       .prefault({}),
-    retention: z
-      .object({
-        /** Full backups to keep in repo2 (repo2-retention-full). */
-        full: z.number().int().min(1).max(9999).default(2),
-        /** Differential backups to keep in repo2 (repo2-retention-diff). */
-        diff: z.number().int().min(1).max(9999).optional(),
-      })
-      .strict()
-      .prefault({}),
+    /** Backups to keep in repo2 (repo2-retention-full / -diff). */
+    retention: retention(),
     /** Resources of the stand-in SFTP node (only without sftp.host). */
     node: nodeResources({ memory: "64MiB", cpus: 1, storage: "hdd" }),
   })
@@ -208,15 +214,8 @@ const pgbackrest = z
   .object({
     /** pgBackRest stanza name. */
     stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, { message: "expected letters, digits, '-' or '_' (at most 64 chars)" }).default("main"),
-    retention: z
-      .object({
-        /** Full backups to keep (repo1-retention-full). */
-        full: z.number().int().min(1).max(9999).default(2),
-        /** Differential backups to keep (repo1-retention-diff). */
-        diff: z.number().int().min(1).max(9999).optional(),
-      })
-      .strict()
-      .prefault({}),
+    /** Backups to keep in repo1 (repo1-retention-full / -diff). */
+    retention: retention(),
     schedules: z
       .object({
         full: cron.default("0 3 * * 0"),
