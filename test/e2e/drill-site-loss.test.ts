@@ -107,7 +107,13 @@ describe("site-loss drill: every PostgreSQL node and repo1 lost, rebuilt from re
     );
     // The primary's log says it restored from repo2 (repo1 was empty).
     const logs = await docker(["logs", `homelab-${STACK}-pg-1`]);
-    expect(logs.stdout + logs.stderr).toMatch(/restoring them \(bootstrapFrom: auto\)/);
-    expect(logs.stdout + logs.stderr).toMatch(/repo2: restore backup set/);
+    const text = logs.stdout + logs.stderr;
+    expect(text).toMatch(/restoring them \(bootstrapFrom: auto\)/);
+    expect(text).toMatch(/repo2: restore backup set/);
+    // How long `pgbackrest restore` from repo2 took (the entrypoint's own log lines around it).
+    const at = (re: RegExp) => Date.parse(re.exec(text)?.[1] ?? "");
+    const restoreMs = at(/^(\S+) homelab\[database\]: restore done$/m) - at(/^(\S+) homelab\[database\]: pgbackrest restore \(latest backup/m);
+    expect(restoreMs).toBeGreaterThan(0);
+    console.log(`[e2e] pgbackrest restore from repo2 (over SFTP, decrypting): ${(restoreMs / 1000).toFixed(1)}s`);
   }, 900_000);
 });
