@@ -42,12 +42,22 @@ export function repositoryHolding(infoJson: string, stanza: string): RepositoryH
 }
 
 /**
+ * What the early check may conclude from repo1 alone. With repo2 (ADR 0013) the primary asks both
+ * repositories; repo2 sits off the machine and is not read offline here, so only backups in repo1 are a
+ * conclusion; anything less (after a site loss repo1 is empty and repo2 holds the stanza) is the
+ * entrypoint's to decide.
+ */
+export function holdingWithRepo2(holding: RepositoryHolding | undefined, hasRepo2: boolean): RepositoryHolding | undefined {
+  return hasRepo2 && holding?.kind !== "backups" ? undefined : holding;
+}
+
+/**
  * On a Docker engine: what an empty primary would find, or undefined when there is nothing to decide (a data
  * volume exists) or nothing readable (no engine, no image yet: the entrypoint decides then).
  */
 export async function repositoryHoldingOnDocker(plan: HomelabPlan, stanza: string, dockerHost?: string): Promise<RepositoryHolding | undefined> {
   try {
-    return await readHolding(plan, stanza, dockerHost);
+    return holdingWithRepo2(await readHolding(plan, stanza, dockerHost), plan.facts.pgbackrest.repo2 !== undefined);
   } catch {
     return undefined; // no docker CLI here: the node applier will say so, with its own error
   }

@@ -206,3 +206,15 @@ describe("pgbackrest info with repo2 unreadable", () => {
     expect(state.statusMessage).toBe("other; repo2: [FormatError] unable to load info file '/srv/pgbackrest/backup/main/backup.info':");
   });
 });
+
+describe("the early bootstrap check with repo2", () => {
+  it("trusts repo1's backups; with repo1 empty or without the stanza, the entrypoint (which asks repo2 too) decides", async () => {
+    const { holdingWithRepo2 } = await import("../../components/platform/bootstrap-preflight.ts");
+    const backups = { kind: "backups", newest: "20261202-030000F", count: 1 } as const;
+    expect(holdingWithRepo2(backups, true)).toEqual(backups);
+    expect(holdingWithRepo2({ kind: "none" }, true)).toBeUndefined();
+    expect(holdingWithRepo2({ kind: "empty", code: 2, message: "no valid backups" }, true)).toBeUndefined();
+    expect(holdingWithRepo2({ kind: "none" }, false)).toEqual({ kind: "none" });
+    expect(holdingWithRepo2(undefined, false)).toBeUndefined();
+  });
+});
