@@ -146,7 +146,10 @@ const withPg = <T,>(config: ConnectionConfig, fn: (c: pg.Client) => Promise<T>):
 
 /** `pgbackrest info` on the repository node: the parsed state and the raw entry (LSNs, archive ids). */
 async function repositoryInfo(ctl: NodeControl, repository: TopologyNode, stanza: string): Promise<{ state: RepositoryState; raw: Record<string, unknown> }> {
-  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--output=json", "info"], { allowFailure: true, timeoutMs: 60_000 });
+  // repo1 only: its archive is what repo-ls lists and what the restore picks first; with repo2 (ADR 0013) a
+  // merged info would pair repo2's backups (other retention, or older than a rebuilt repo1) with repo1's
+  // archive and report gaps that are not there. repo2 is the site-loss drill's.
+  const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--repo=1", "--output=json", "info"], { allowFailure: true, timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`${repository.name}: pgbackrest info failed (exit ${r.code}): ${pgbackrestError(r.stderr + r.stdout)}`);
   const state = parsePgbackrestInfo(r.stdout, stanza);
   const raw = ((JSON.parse(r.stdout) as Record<string, unknown>[]).find((s) => s.name === stanza) ?? {}) as Record<string, unknown>;
@@ -262,7 +265,7 @@ export async function runBackupRestoreDrill(opts: BackupRestoreDrillOptions): Pr
     await log.step("preflight: pgbackrest verify (every backup and the archive)", async (p) => {
       // A backup you have never checked is a wish: every retained backup and archived WAL file against its
       // checksum, not only the one this drill restores. verify exits 0 on damage; its report tells.
-      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--output=text", "--verbose", "--log-level-console=warn", "verify"], { allowFailure: true, timeoutMs: 6 * 3_600_000 });
+      const r = await ctl.exec(repository, ["pgbackrest", `--stanza=${stanza}`, "--repo=1", "--output=text", "--verbose", "--log-level-console=warn", "verify"], { allowFailure: true, timeoutMs: 6 * 3_600_000 });
       const c = assertEstateVerified(parseVerifyText(r.stdout), { code: r.code, output: r.stdout + r.stderr });
       preflight.push(c);
       if (!c.ok) p.fail(c.detail);
