@@ -65,23 +65,24 @@ export function registerStackCommands(program: Command): void {
 }
 
 /**
- * Every secret the stack needs, in Pulumi secret config: generated when missing (all of them with `rotate`),
+ * Every secret the stack needs, in Pulumi secret config: generated when missing (all of them with `rotate`,
+ * but an existing repo2 passphrase: secretsToGenerate),
  * and a TLS certificate, from the stack's own CA, for every node the plan has and the bundle lacks (a node
  * added to the stack file later). Returns what it did, in one line.
  */
 export async function ensureSecrets(stack: string, stacksDir: string, opts: { rotate?: boolean } = {}): Promise<{ detail: string; secrets: Partial<Record<SecretKey, string>> }> {
   const file = readStackFile(stack, stacksDir);
   const spec = validateConfig(stack, file.config, file.file);
-  const present = new Set(opts.rotate ? [] : secretKeysPresent(file));
-  const missing = (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => !present.has(k));
+  const { generate: missing, kept } = secretsToGenerate(secretKeysPresent(file), Boolean(opts.rotate));
   const done: string[] = [];
+  if (kept.length > 0) done.push(`kept ${kept.join(", ")}: a new repo2 passphrase could not decrypt the backups already in repo2`);
   if (missing.length > 0) {
     const values = generateSecrets(spec, missing);
     for (const key of missing) pulumiConfigSetSecret(stack, key, values[key] as string);
     done.push(`stored ${missing.length} secret(s) as Pulumi secrets: ${missing.join(", ")}`);
   }
   let secrets = readStackSecrets(stack);
-  if (present.has("tls") && secrets.tls) {
+  if (!missing.includes("tls") && secrets.tls) {
     const hostnames = planHomelab(spec, redactedSecrets()).nodes.map((n) => n.hostname);
     const bundle = JSON.parse(secrets.tls) as TlsBundle;
     const lacking = hostnames.filter((h) => !bundle.nodes[h]);
@@ -92,6 +93,16 @@ export async function ensureSecrets(stack: string, stacksDir: string, opts: { ro
     }
   }
   return { detail: done.length > 0 ? done.join("; ") : `all ${Object.keys(SECRET_KEYS).length} set (\`homelab init --rotate\` replaces them)`, secrets };
+}
+
+/**
+ * Which secrets to generate: the missing ones, or with `rotate` all of them except repo2's cipher
+ * passphrase when it exists (pgBackRest cannot re-encrypt a repository: a new passphrase would leave every
+ * backup and WAL file in repo2 unreadable, ADR 0013).
+ */
+export function secretsToGenerate(present: readonly SecretKey[], rotate: boolean): { generate: SecretKey[]; kept: SecretKey[] } {
+  const keep = new Set<SecretKey>(rotate ? present.filter((k) => k === "repo2CipherPass") : present);
+  return { generate: (Object.keys(SECRET_KEYS) as SecretKey[]).filter((k) => !keep.has(k)), kept: rotate ? [...keep] : [] };
 }
 
 /** The stack's secret config, decrypted in this process only (one `pulumi config` call; never printed). */

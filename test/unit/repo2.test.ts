@@ -218,3 +218,16 @@ describe("the early bootstrap check with repo2", () => {
     expect(holdingWithRepo2(undefined, false)).toBeUndefined();
   });
 });
+
+describe("homelab init --rotate and repo2's passphrase", () => {
+  it("rotates every secret but an existing repo2 passphrase; generates only what is missing otherwise", async () => {
+    const { secretsToGenerate } = await import("../../cli/stack-commands.ts");
+    const all = ["postgresSuperuserPassword", "postgresAppPassword", "postgresReplicationPassword", "postgresReadonlyPassword", "redisAppPassword", "redisReplicaPassword", "redisHealthPassword", "redisAdminPassword", "tls", "repo2CipherPass", "repo2Ssh"] as const;
+    const rotated = secretsToGenerate([...all], true);
+    expect(rotated.kept).toEqual(["repo2CipherPass"]);
+    expect(rotated.generate).toEqual(all.filter((k) => k !== "repo2CipherPass"));
+    expect(secretsToGenerate(all.filter((k) => k !== "repo2CipherPass"), true)).toEqual({ generate: [...all], kept: [] });
+    expect(secretsToGenerate(all.filter((k) => k !== "repo2Ssh" && k !== "repo2CipherPass"), false)).toEqual({ generate: ["repo2CipherPass", "repo2Ssh"], kept: [] });
+    expect(secretsToGenerate([...all], false)).toEqual({ generate: [], kept: [] });
+  });
+});
