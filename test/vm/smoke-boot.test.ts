@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cidrsOverlap, macFor, renderDomainXml, renderNetworkXml } from "../../components/platform/libvirt/domain.ts";
 import { ensureVmHost } from "../../cli/setup.ts";
-import { baseImage, domainNames, hostRoutes, keygen, mustVirsh, networkNames, qemuImg, qemuRssKiB, removeDomain, removeNetwork, ssh, type BaseImage, type SshTarget, virsh, xmlValidate } from "./vm-host.ts";
+import { baseImage, domainNames, hostRoutes, keygen, mustVirsh, networkNames, qemuImg, qemuRssKiB, removeDomain, removeNetwork, ssh, sshClose, type BaseImage, type SshTarget, virsh, xmlValidate } from "./vm-host.ts";
 
 const NAME = "hlvm-smoke";
 const NET = "hlvm-smoke-net";
@@ -37,6 +37,7 @@ let ip = "";
 let cleaned = false;
 
 async function cleanup(): Promise<void> {
+  if (target) await sshClose(target);
   await removeDomain(NAME);
   await removeNetwork(NET);
   rmSync(DIR, { recursive: true, force: true });
@@ -86,7 +87,7 @@ describe.sequential("VM smoke boot (libvirt, TCG, offline trixie image)", () => 
     ip = subnet.replace(/\.0\/24$/, ".10");
     const mac = macFor(NAME);
     const pub = await keygen(path.join(keyDir, "id_ed25519"));
-    target = { ip, keyFile: path.join(keyDir, "id_ed25519"), knownHosts: path.join(keyDir, "known_hosts") };
+    target = { ip, keyFile: path.join(keyDir, "id_ed25519"), knownHosts: path.join(keyDir, "known_hosts"), controlDir: keyDir };
 
     mkdirSync(DIR, { recursive: true, mode: 0o755 });
     const overlay = path.join(DIR, "root.qcow2");

@@ -93,6 +93,13 @@ export interface SshTarget {
   ip: string;
   keyFile: string;
   knownHosts: string;
+  /** Where the multiplexing socket lives (the test's own temporary directory). */
+  controlDir: string;
+}
+
+/** Ends the multiplexing master for a target, if one runs. */
+export async function sshClose(t: SshTarget): Promise<void> {
+  await run("ssh", ["-o", `ControlPath=${t.controlDir}/cm-%C`, "-O", "exit", `root@${t.ip}`], 10_000);
 }
 
 /**
@@ -110,6 +117,10 @@ export function ssh(t: SshTarget, command: string, timeoutMs = 30_000): Promise<
       "-o", `UserKnownHostsFile=${t.knownHosts}`,
       "-o", "ConnectTimeout=5",
       "-o", "LogLevel=ERROR",
+      // One connection for all the checks: a key exchange costs ~2 s under TCG.
+      "-o", "ControlMaster=auto",
+      "-o", `ControlPath=${t.controlDir}/cm-%C`,
+      "-o", "ControlPersist=60",
       `root@${t.ip}`,
       command,
     ],
