@@ -1,6 +1,6 @@
 // The libvirt domain and NAT network XML of one VM, planned from a typed input: pure (no I/O, no clock, no
 // randomness), so golden tests pin it and `virsh define` / `virsh net-define` get exactly what was reviewed.
-// ADR 0013: VMs are made with virsh and qemu-img through @pulumi/command; the base image is an offline
+// ADR 0015: VMs are made with virsh and qemu-img through @pulumi/command; the base image is an offline
 // Debian trixie image booted by direct kernel boot (scripts/make-vm-image.sh).
 //
 // What a VM is made of:
