@@ -105,7 +105,8 @@ describe.sequential("VM smoke boot (libvirt, TCG, offline trixie image)", () => 
       rootDisk: { path: overlay },
       dataDisk: { path: DATA },
       network: { name: NET, mac },
-      boot: { kernel: image.kernel, initrd: image.initrd, root: image.root },
+      // quiet: the emulated UART is slow; errors still reach the console log
+      boot: { kernel: image.kernel, initrd: image.initrd, root: image.root, extraArgs: (process.env.HLVM_CMDLINE_EXTRA ?? "quiet").split(" ").filter(Boolean) },
       sshAuthorizedKeys: [pub],
       consoleLog: path.join(DIR, "console.log"),
     });
