@@ -6,6 +6,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // test/vm boots a real VM under libvirt: its own script, `npm run test:vm` (vitest.vm.config.ts).
+    exclude: ["test/vm/**", "**/node_modules/**"],
     // Engine, images and the Pulumi toolchain, by the same code as `homelab up` (cli/setup.ts).
     globalSetup: ["test/global-setup.ts"],
     testTimeout: 60_000,

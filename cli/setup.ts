@@ -120,6 +120,62 @@ export async function ensureSystemPackages(opts: EngineOptions = {}): Promise<st
   return `installed ${names.join(" ")}`;
 }
 
+/** Debian packages a VM host needs (the libvirt platform's foundation; `npm run test:vm`), by command. */
+export const VM_HOST_PACKAGES: { command: string; pkg: string; why: string }[] = [
+  { command: "libvirtd", pkg: "libvirt-daemon-system", why: "the libvirt daemon that runs the VMs" },
+  { command: "virsh", pkg: "libvirt-clients", why: "defining and starting VMs and networks" },
+  { command: "virt-xml-validate", pkg: "libvirt-clients", why: "checking planned domain XML against libvirt's schema" },
+  { command: "qemu-system-x86_64", pkg: "qemu-system-x86", why: "the emulator (TCG where there is no usable KVM)" },
+  { command: "qemu-img", pkg: "qemu-utils", why: "qcow2 overlays and data disks" },
+  { command: "dnsmasq", pkg: "dnsmasq-base", why: "DHCP on the VMs' NAT network" },
+  { command: "iptables", pkg: "iptables", why: "the NAT rules libvirt adds for the VMs' network" },
+  { command: "debootstrap", pkg: "debootstrap", why: "the offline VM base image (scripts/make-vm-image.sh)" },
+  { command: "mkfs.ext4", pkg: "e2fsprogs", why: "the VM base image's root filesystem" },
+  { command: "ssh", pkg: "openssh-client", why: "reaching the VMs" },
+  { command: "setfacl", pkg: "acl", why: "letting libvirt-qemu open a /dev/kvm whose group it is not in" },
+];
+
+/**
+ * A local libvirt host: the VM packages (installed like ensureSystemPackages) and the daemons. Without
+ * systemd, `virtlogd -d` and `libvirtd -d` are started here; a running libvirtd is left alone.
+ */
+export async function ensureVmHost(opts: EngineOptions = {}): Promise<string> {
+  const done: string[] = [];
+  const missing = [];
+  for (const p of VM_HOST_PACKAGES) if (!(await which(p.command))) missing.push(p);
+  if (missing.length > 0) {
+    const names = [...new Set(missing.map((p) => p.pkg))];
+    const hint = `missing ${missing.map((p) => `${p.pkg} (${p.why})`).join(", ")}: run \`sudo apt-get install -y ${names.join(" ")}\`, or rerun as root with --yes to let homelab do it`;
+    if (opts.checkOnly || !isRoot() || !isDebian()) throw new UsageError([hint]);
+    if (!opts.yes && !(await confirm(`Install ${names.join(" ")} with apt-get?`))) throw new UsageError([hint]);
+    await aptInstall(names);
+    done.push(`installed ${names.join(" ")}`);
+  }
+  const up = async () => (await sh()`virsh -c qemu:///system version`).exitCode === 0;
+  if (!(await up())) {
+    if (opts.checkOnly || !isRoot()) throw new UsageError(["libvirtd is not reachable at qemu:///system: run `sudo virtlogd -d && sudo libvirtd -d` (or `sudo systemctl start libvirtd`)"]);
+    const systemd = (await sh()`command -v systemctl`).exitCode === 0 && (await sh()`systemctl is-system-running`).stdout.trim() !== "offline";
+    if (systemd) await sh()`systemctl start virtlogd libvirtd`;
+    else {
+      if ((await sh()`virtlogd -d`).exitCode !== 0) throw new UsageError(["`virtlogd -d` failed: see /var/log/libvirt"]);
+      if ((await sh()`libvirtd -d`).exitCode !== 0) throw new UsageError(["`libvirtd -d` failed: see /var/log/libvirt"]);
+    }
+    await waitFor("libvirtd to answer", up, { timeoutMs: 30_000, intervalMs: 100 });
+    done.push(systemd ? "started virtlogd and libvirtd with systemctl" : "started virtlogd -d and libvirtd -d");
+  }
+  // A /dev/kvm that qemu's probe can use but libvirt-qemu cannot open (group not `kvm`, as on some cloud
+  // and nested hosts) makes libvirt throw its qemu capability cache away on EVERY lookup ("KVM was enabled
+  // when probing, but it is not available now"): each `virsh define` then re-probes qemu, 12-56 s. An ACL
+  // for libvirt-qemu alone fixes that without changing the device's owner or group.
+  if (existsSync("/dev/kvm") && (await sh()`runuser -u libvirt-qemu -- test -r /dev/kvm -a -w /dev/kvm`).exitCode !== 0) {
+    if (opts.checkOnly || !isRoot()) throw new UsageError(["libvirt-qemu cannot open /dev/kvm, so libvirt re-probes qemu on every call: run `sudo setfacl -m u:libvirt-qemu:rw /dev/kvm`"]);
+    const r = await sh()`setfacl -m u:libvirt-qemu:rw /dev/kvm`;
+    if (r.exitCode !== 0) throw new UsageError([`setfacl -m u:libvirt-qemu:rw /dev/kvm failed: ${r.stderr.trim()}`]);
+    done.push("gave libvirt-qemu rw on /dev/kvm (ACL)");
+  }
+  return done.length ? done.join("; ") : "present";
+}
+
 /**
  * Finds the Docker engine, or starts it (dockerd present, as root). Anything else: a UsageError with exactly
  * what to run. ensureSystemPackages comes first (it installs docker.io where homelab may).
