@@ -572,27 +572,29 @@ function renderRepository(input: PgbackrestRepositoryConfInput): string {
   return `${HEADER}\n${section("global", global)}\n\n${section(input.stanza, stanza)}\n`;
 }
 
+/** repoN-host-* of a PostgreSQL host: repository N is reached through the repository host's TLS server. */
+function repoHostLines(n: 1 | 2, input: PgbackrestDatabaseConfInput): Line[] {
+  return [
+    [`repo${n}-host`, input.repoHost],
+    [`repo${n}-host-type`, "tls"],
+    [`repo${n}-host-port`, input.repoHostPort ?? PGBACKREST_DEFAULTS.tlsServerPort],
+    [`repo${n}-host-ca-file`, input.tls.caFile],
+    [`repo${n}-host-cert-file`, input.tls.clientCertFile ?? input.tls.certFile],
+    [`repo${n}-host-key-file`, input.tls.clientKeyFile ?? input.tls.keyFile],
+  ];
+}
+
 function renderDatabase(input: PgbackrestDatabaseConfInput): string {
   const async = input.archiveAsync ?? true;
   const global: Line[] = [
     "repository: repo1 lives on the repository host, reached over TLS",
-    ["repo1-host", input.repoHost],
-    ["repo1-host-type", "tls"],
-    ["repo1-host-port", input.repoHostPort ?? PGBACKREST_DEFAULTS.tlsServerPort],
-    ["repo1-host-ca-file", input.tls.caFile],
-    ["repo1-host-cert-file", input.tls.clientCertFile ?? input.tls.certFile],
-    ["repo1-host-key-file", input.tls.clientKeyFile ?? input.tls.keyFile],
+    ...repoHostLines(1, input),
   ];
   if (input.repo2ViaRepoHost) {
     global.push(
       "repo2: the repository host's SFTP repository (off the machine, encrypted there), through the same TLS server;",
       "archive-push sends every WAL segment to both repositories",
-      ["repo2-host", input.repoHost],
-      ["repo2-host-type", "tls"],
-      ["repo2-host-port", input.repoHostPort ?? PGBACKREST_DEFAULTS.tlsServerPort],
-      ["repo2-host-ca-file", input.tls.caFile],
-      ["repo2-host-cert-file", input.tls.clientCertFile ?? input.tls.certFile],
-      ["repo2-host-key-file", input.tls.clientKeyFile ?? input.tls.keyFile],
+      ...repoHostLines(2, input),
       ["repo2-cipher-type", "aes-256-cbc"],
       `repo2-cipher-pass: in ${String(input.repo2CipherPassFile)} (a secret file, read through config-include-path)`,
     );
