@@ -8,6 +8,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
 import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
+import { removeLibvirtLeftovers } from "../components/platform/libvirt-platform.ts";
 import { planHomelab, redactedSecrets } from "../components/plan.ts";
 import { topologyOf, type Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
@@ -16,7 +17,7 @@ import { loadHistory, type HistoryEntry } from "../drills/lib/report.ts";
 import { restoreTestHistoryOnNode, restoreTestStatus, type RestoreTestSchedule } from "../drills/lib/restore-test.ts";
 import { loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { UsageError } from "./errors.ts";
-import { dataDir, ensureBackend, ensureEngine, ensureImages, ensureSystemPackages, ensurePassphrase, ensureStack, ensureToolchain, preparePulumi, pulumi, step } from "./setup.ts";
+import { dataDir, ensureBackend, ensureEngine, ensureImages, ensureSystemPackages, ensurePassphrase, ensureStack, ensureToolchain, ensureVmHost, preparePulumi, pulumi, step } from "./setup.ts";
 import { ensureSecrets } from "./stack-commands.ts";
 
 interface LifecycleFlags {
@@ -76,8 +77,13 @@ export function registerLifecycleCommands(program: Command): void {
       const t0 = Date.now();
       const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (platform ${s.platform})`);
       await step("system packages", () => ensureSystemPackages({ yes: flags.yes }), (v) => v);
-      await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
-      await step("images", () => ensureImages({ onlyMissing: true }), (v) => v);
+      if (spec.platform === "libvirt") {
+        // VMs: libvirt and qemu instead of the Docker engine; the base image is made by `pulumi up` itself.
+        await step("VM host", () => ensureVmHost({ yes: flags.yes }), (v) => v);
+      } else {
+        await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
+        await step("images", () => ensureImages({ onlyMissing: true }), (v) => v);
+      }
       await pulumiReady(spec.stack);
       const { secrets } = await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v.detail);
       await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
@@ -109,6 +115,19 @@ export function registerLifecycleCommands(program: Command): void {
       const spec = specOf(flags);
       await pulumiReady(spec.stack);
       await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
+      if (spec.platform === "libvirt") {
+        // The hypervisor may still hold what an interrupted run made under the stack's prefix.
+        await step(
+          flags.purgeBackups ? "leftover VMs, disks and the backup repository" : "leftover VMs and disks",
+          async () => {
+            const removed = await removeLibvirtLeftovers(spec, planHomelab(spec, redactedSecrets()), { purgeRetained: Boolean(flags.purgeBackups) });
+            const kept = flags.purgeBackups ? "" : "; the backup repository's data disk is kept (next `up` restores from it)";
+            return `${removed.length === 0 ? "none" : removed.join(", ")}${kept}`;
+          },
+          (v) => v,
+        );
+        return;
+      }
       // The engine may still hold what an interrupted run or a drill made under the stack's label.
       await step(
         flags.purgeBackups ? "leftovers and the backup repository" : "leftovers",

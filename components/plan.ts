@@ -79,11 +79,11 @@ export class PlanError extends Error {
 }
 
 /** Host addresses inside the stack subnet: fixed offsets so pg_hba can name them. */
-export function addressPlan(subnet: string): { gateway: string; at: (offset: number) => string } {
+export function addressPlan(subnet: string, key = "docker.subnet"): { gateway: string; at: (offset: number) => string } {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(subnet);
-  if (!m) throw new PlanError([`${PROJECT}:docker.subnet: got ${JSON.stringify(subnet)}; the docker platform needs an IPv4 subnet such as "172.28.0.0/24"`]);
+  if (!m) throw new PlanError([`${PROJECT}:${key}: got ${JSON.stringify(subnet)}; expected an IPv4 subnet such as "172.28.0.0/24"`]);
   const prefix = Number(m[5]);
-  if (prefix > 26) throw new PlanError([`${PROJECT}:docker.subnet: got ${JSON.stringify(subnet)}; expected a prefix of /26 or shorter (nodes use host offsets up to .50)`]);
+  if (prefix > 26) throw new PlanError([`${PROJECT}:${key}: got ${JSON.stringify(subnet)}; expected a prefix of /26 or shorter (nodes use host offsets up to .50)`]);
   const base = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
   const network = (base & (0xffffffff << (32 - prefix))) >>> 0;
   const toIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
@@ -94,7 +94,10 @@ const secretFile = (name: string, content: string): NodeFile => ({ path: `${ETC}
 
 export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): HomelabPlan {
   const prefix = `homelab-${spec.stack}`;
-  const net = addressPlan(spec.docker.subnet);
+  // VMs (libvirt) live on the stack's own NAT network; containers on the Docker bridge network.
+  const onVms = spec.platform === "libvirt" && spec.libvirt !== undefined;
+  const subnet = onVms ? spec.libvirt!.subnet : spec.docker.subnet;
+  const net = addressPlan(subnet, onVms ? "libvirt.subnet" : "docker.subnet");
   const host = (name: string) => `${prefix}-${name}`;
   const stanza = spec.pgbackrest.stanza;
   const pgNames = Array.from({ length: spec.postgres.replicas + 1 }, (_, i) => `pg-${i + 1}`);
@@ -408,9 +411,11 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   return {
     stack: spec.stack,
     prefix,
-    network: { name: `${prefix}-net`, subnet: spec.docker.subnet, gateway: net.gateway },
+    network: { name: `${prefix}-net`, subnet, gateway: net.gateway },
     nodes,
     publishAddress: spec.docker.publishAddress,
+    // VMs publish nothing: the host reaches each at its own address on the stack network.
+    ...(onVms ? { directAddresses: true as const } : {}),
     labels: { "dev.homelab-data.stack": spec.stack, "dev.homelab-data.project": PROJECT },
     facts,
   };

@@ -8,7 +8,8 @@ import { z } from "zod";
 import type { HomelabSpec } from "./config/index.ts";
 import { PLATFORMS } from "./config/schema.ts";
 import { containerSpecOf, type ContainerSpec } from "./platform/docker-node.ts";
-import { NODE_ROLES, type HomelabPlan, type NodeHandle, type PlanFacts } from "./platform/plan.ts";
+import { NODE_ROLES, publishedOf, type HomelabPlan, type NodeHandle, type PlanFacts } from "./platform/plan.ts";
+import { stackSshTarget } from "./platform/machine-node.ts";
 
 export const TOPOLOGY_VERSION = 2;
 
@@ -18,7 +19,7 @@ const seconds = z.number().nonnegative();
 
 const handleSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("docker"), container: name, dockerHost: name.optional() }),
-  z.object({ kind: z.literal("libvirt"), domain: name, uri: name, ssh: name }),
+  z.object({ kind: z.literal("libvirt"), domain: name, uri: name, ssh: name, identityFile: name, knownHosts: name }),
   z.object({ kind: z.literal("ssh"), target: name }),
 ]);
 
@@ -105,8 +106,23 @@ export function dockerHandles(plan: HomelabPlan, dockerHost?: string): Record<st
   return Object.fromEntries(plan.nodes.map((n) => [n.name, { kind: "docker", container: containerSpecOf(plan, n).name, ...(dockerHost ? { dockerHost } : {}) } satisfies NodeHandle]));
 }
 
+/** The handle of each node as the libvirt platform names domains and reaches them (components/platform/libvirt-platform.ts). */
+export function libvirtHandles(spec: Pick<HomelabSpec, "stack" | "libvirt">, plan: HomelabPlan): Record<string, NodeHandle> {
+  return Object.fromEntries(
+    plan.nodes.map((n) => {
+      const t = stackSshTarget(spec.stack, n.ipv4Address);
+      return [n.name, { kind: "libvirt", domain: n.hostname, uri: spec.libvirt?.uri ?? "qemu:///system", ssh: `${t.user}@${t.host}`, identityFile: t.identityFile, knownHosts: t.knownHosts } satisfies NodeHandle];
+    }),
+  );
+}
+
+/** The handles a stack's platform makes, derived from the plan (what `homelab up` prints before asking pulumi). */
+export function handlesOf(spec: HomelabSpec, plan: HomelabPlan): Record<string, NodeHandle> {
+  return spec.platform === "libvirt" ? libvirtHandles(spec, plan) : dockerHandles(plan, spec.docker.host);
+}
+
 /** The topology of a plan, with each node's handle from what the platform made (`handles`, by node name). */
-export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, handles: Record<string, NodeHandle> = dockerHandles(plan, spec.docker.host)): Topology {
+export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, handles: Record<string, NodeHandle> = handlesOf(spec, plan)): Topology {
   return {
     version: TOPOLOGY_VERSION,
     stack: spec.stack,
@@ -123,7 +139,7 @@ export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, handles: Record
         role: n.role,
         hostname: n.hostname,
         internal: { host: n.ipv4Address, port: n.ports[0]?.containerPort },
-        published: container.publish[0] ? { host: container.publish[0].host, port: container.publish[0].hostPort } : undefined,
+        published: publishedOf(plan, n),
         handle,
         dataVolumes: container.volumes.map((v) => v.name),
         container,

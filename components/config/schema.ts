@@ -357,10 +357,21 @@ const docker = z
 
 const libvirt = z
   .object({
-    uri: z.string().default("qemu:///system"),
-    baseImage: z.string().optional(),
+    /** The hypervisor. Only the local one today; a remote KVM host (qemu+ssh://) needs the image there too. */
+    uri: z.enum(["qemu:///system"], { error: 'expected "qemu:///system" (the local hypervisor; remote qemu+ssh:// hosts are not supported yet)' }).default("qemu:///system"),
+    /** Subnet of the stack's libvirt NAT network: the host is .1, nodes get the same offsets as on Docker. */
+    subnet: cidr.default("192.168.251.0/24"),
+    /** qemu: software emulation (TCG), works everywhere, ~10x slower CPU; kvm: only where the CPU has vmx/svm and KVM runs guests. */
+    emulation: z.enum(["qemu", "kvm"], { error: 'expected "qemu" (software emulation) or "kvm" (hardware virtualization)' }).default("qemu"),
+    /** Size of each VM's data disk (sparse qcow2: only what is written takes space). */
+    dataDisk: memory.default(4 * 1024 ** 3),
+    /** How long a new VM may take from `virsh start` to answering SSH. */
+    bootTimeout: durationSeconds.default(300),
+    /** Where overlays and data disks live (qemu runs as libvirt-qemu: not under /root). */
+    imageDir: z.string().regex(/^\/[A-Za-z0-9_.\/-]*$/, { message: "expected an absolute path of letters, digits, '_', '.', '-', '/'" }).default("/var/lib/libvirt/images"),
   })
   .strict()
+  .transform(({ dataDisk, bootTimeout, ...rest }) => ({ ...rest, dataDiskBytes: dataDisk, bootTimeoutSeconds: bootTimeout }))
   .optional();
 
 export const homelabConfigSchema = z
@@ -416,6 +427,17 @@ export const homelabConfigSchema = z
     }
     if (spec.platform === "libvirt" && !spec.libvirt) {
       ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: "platform libvirt needs a libvirt: { uri } section" });
+    }
+    if (spec.platform === "libvirt") {
+      // VMs run the PostgreSQL image's role scripts today (ADR 0016); the other images come next.
+      const notYet: [string[], unknown, string][] = [
+        [["redis", "enabled"], spec.redis.enabled, "Redis"],
+        [["duckdb", "enabled"], spec.duckdb.enabled, "the DuckDB host"],
+        [["pgbackrest", "repo2"], spec.pgbackrest.repo2 !== undefined && spec.pgbackrest.repo2.sftp.host === undefined, "the stand-in repo2 SFTP node"],
+      ];
+      for (const [key, on, what] of notYet) {
+        if (on) ctx.addIssue({ code: "custom", path: key, input: true, message: `platform libvirt builds PostgreSQL and the backup repository as VMs; ${what} is not built on VMs yet: set it to false / leave it out, or use platform docker` });
+      }
     }
     if (spec.pgbackrest.restoreTest.budget < 60) {
       ctx.addIssue({ code: "custom", path: ["pgbackrest", "restoreTest", "budget"], input: spec.pgbackrest.restoreTest.budget, message: "expected at least 1min (a restore, a start and amcheck of even an empty cluster take seconds)" });

@@ -1,11 +1,14 @@
 // Plans -> resources (docs/architecture.md "Data flow" step 3). A Platform applies NodePlans as Pulumi
 // resources; the components only pick nodes from the plan and hand them here, so the same component code
 // runs on the `docker` platform (the default: the docker CLI driven by @pulumi/command through the one node
-// applier, components/platform/docker-node.ts) and the `docker-api` platform (@pulumi/docker, ADR 0010).
+// applier, components/platform/docker-node.ts), the `docker-api` platform (@pulumi/docker, ADR 0010) and the
+// `libvirt` platform (VMs configured over SSH by the machine applier, components/platform/machine-node.ts,
+// ADR 0016).
 import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "../config/index.ts";
 import { DockerApiPlatform } from "./docker-api.ts";
 import { DockerCliPlatform } from "./docker-cmd.ts";
+import { LibvirtPlatform } from "./libvirt-platform.ts";
 import type { Platform, PlatformOptions } from "./platform.ts";
 
 export type { HomelabPlan, NodeFile, NodePlan } from "./plan.ts";
@@ -13,11 +16,11 @@ export * from "./platform.ts";
 
 /**
  * Fails (a RunError: the user's choice, no stack trace) when the stack's platform cannot be built, before any
- * resource is registered.
+ * resource is registered. Every platform the schema accepts is built today; kept as the one place to refuse.
  */
 export function assertPlatformSupported(spec: HomelabSpec): void {
-  if (spec.platform === "libvirt") {
-    throw new pulumi.RunError(`homelab-data:platform: libvirt is not implemented yet; use docker (set homelab-data:platform to docker in stacks/Pulumi.${spec.stack}.yaml)`);
+  if (!["docker", "docker-api", "libvirt"].includes(spec.platform)) {
+    throw new pulumi.RunError(`homelab-data:platform: got ${JSON.stringify(spec.platform)}; expected docker, docker-api or libvirt`);
   }
 }
 
@@ -29,7 +32,9 @@ export function platformFor(spec: HomelabSpec, opts: PlatformOptions): Platform 
       return new DockerCliPlatform(spec, opts);
     case "docker-api":
       return new DockerApiPlatform(spec, opts);
+    case "libvirt":
+      return new LibvirtPlatform(spec, opts);
     default:
-      throw new pulumi.RunError(`homelab-data:platform: got ${JSON.stringify(spec.platform)}; expected docker or docker-api`);
+      throw new pulumi.RunError(`homelab-data:platform: got ${JSON.stringify(spec.platform)}; expected docker, docker-api or libvirt`);
   }
 }

@@ -79,7 +79,7 @@ export interface NetworkPlan {
 /** How a drill or a client reaches a node: the platform's real handle of what it made. */
 export type NodeHandle =
   | { kind: "docker"; container: string; dockerHost?: string }
-  | { kind: "libvirt"; domain: string; uri: string; ssh: string }
+  | { kind: "libvirt"; domain: string; uri: string; ssh: string; identityFile: string; knownHosts: string }
   | { kind: "ssh"; target: string };
 
 /**
@@ -117,9 +117,18 @@ export interface HomelabPlan {
   network: NetworkPlan;
   nodes: NodePlan[];
   publishAddress: string;
+  /** Nodes are reached at their own addresses (VMs on the stack's network), not at publishAddress:hostPort. */
+  directAddresses?: true;
   /** Labels every engine object carries, so teardown can find leftovers. */
   labels: Record<string, string>;
   facts: PlanFacts;
+}
+
+/** Where the host reaches a node's first service port: published on the host, or the node's own address. */
+export function publishedOf(plan: Pick<HomelabPlan, "publishAddress" | "directAddresses">, node: NodePlan): { host: string; port: number } | undefined {
+  const port = node.ports[0];
+  if (!port) return undefined;
+  return plan.directAddresses ? { host: node.ipv4Address, port: port.containerPort } : { host: plan.publishAddress, port: port.hostPort };
 }
 
 /** Nodes ordered so each comes after what it depends on. */

@@ -3,10 +3,10 @@
 // endpoints). Imported by the platforms themselves, so it imports none of them (no import cycle).
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import type { HomelabPlan, NodeFile, NodeHandle, NodePlan } from "./plan.ts";
+import { publishedOf, type HomelabPlan, type NodeFile, type NodeHandle, type NodePlan } from "./plan.ts";
 
-/** `docker`: the docker CLI through @pulumi/command (the default, what CI runs for real); `docker-api`: @pulumi/docker. */
-export type PlatformKind = "docker" | "docker-api";
+/** `docker`: the docker CLI through @pulumi/command (the default, what CI runs for real); `docker-api`: @pulumi/docker; `libvirt`: VMs (ADR 0016). */
+export type PlatformKind = "docker" | "docker-api" | "libvirt";
 
 export interface PlatformOptions {
   /** Name prefix of the platform's own resources (the docker provider). */
@@ -156,7 +156,7 @@ export function endpointOf(plan: HomelabPlan, node: NodePlan): Endpoint {
     hostname: node.hostname,
     host: node.ipv4Address,
     port: port?.containerPort ?? 0,
-    ...(port ? { published: { host: plan.publishAddress, port: port.hostPort } } : {}),
+    ...(port ? { published: publishedOf(plan, node) } : {}),
   };
 }
 
