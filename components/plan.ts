@@ -478,7 +478,7 @@ export function postUpSteps(plan: HomelabPlan, stanza: string): { name: string; 
     // On delete (before the cluster's nodes go: they are what it depends on), the same check forces a WAL
     // switch and waits until the repository has it: what was written since the last switch is archived, so
     // the next `up` restores it (bootstrapFrom: auto). Never blocks a destroy: a failure is only reported.
-    { name: "check", node: repo.name, command: [...pg, "check"], deleteScript: `${pg.join(" ")} check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2` },
+    { name: "check", node: repo.name, command: [...pg, "check"], deleteScript: `timeout 120 ${pg.join(" ")} check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2` },
     { name: "full-backup", node: repo.name, command: [...pg, "--type=full", "backup"] },
     // repo2 from day one as well: a site lost the day after `up` still has something to restore.
     ...(plan.facts.pgbackrest.repo2 ? [{ name: "repo2-full-backup", node: repo.name, command: [...pg, "--repo=2", "--type=full", "backup"] }] : []),

@@ -12,7 +12,6 @@ import { randomBytes } from "node:crypto";
 import pg, { escapeIdentifier, escapeLiteral } from "pg";
 import { formatBytes } from "../components/config/units.ts";
 import { assertNoAcknowledgedWriteLost, assertNoWriteAfterFault, assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
-import { recreateContainer, snapshotDockerNode, type NodeSnapshot } from "./lib/scratch-node.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, parseTimelineHistory, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, queryStoppedCluster, readSecret, type NodeControl } from "./lib/nodes.ts";
@@ -140,7 +139,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
   const evidence: Record<string, unknown> = { replicationMode: t.postgres.replicationMode, detectionRule: `${DETECTION_CONSECUTIVE_FAILURES} consecutive failed probes, every ${PROBE_INTERVAL_MS} ms` };
   let rpo: (RpoMeasurement & { walGapBytes?: number }) | null = null;
   let rto: (RtoBreakdown & { redundancyRestoredSeconds?: number }) | null = null;
-  let rejoined: NodeSnapshot | undefined;
+  let rejoined = false;
   let writer: AckWriter | undefined;
   let probe: Probe | undefined;
 
@@ -350,8 +349,8 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       await psqlOnNode(ctl, replica, ["CHECKPOINT", ...failoverSql.recreateSlot(oldName.slot)]);
       // Never start the old primary's own container again: without standby.signal it would come up as a
       // second primary. Its data volume goes to a `restore` container instead (image README "Drill recipes").
-      rejoined = await snapshotDockerNode(primary);
-      await recreateContainer(rejoined, {
+      rejoined = true;
+      await ctl.recreate(primary, {
         env: {
           HOMELAB_ROLE: "restore",
           HOMELAB_PRIMARY_HOST: replica.hostname,
@@ -448,9 +447,8 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
     // stack made (its topology spec: a later `pulumi up` or refresh finds what it created). The entrypoint
     // keeps it a standby: on an existing cluster standby.signal decides, not HOMELAB_ROLE (ADR 0011).
     if (rejoined) {
-      const snapshot = rejoined;
       await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
-        await recreateContainer(snapshot, { timeoutSeconds: 120 });
+        await ctl.recreate(primary, { timeoutSeconds: 120 });
         await waitFor(`${primary.name} streaming from ${replica.name} again`, async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000 });
         return `the container the stack made (HOMELAB_BOOTSTRAP_FROM=${primary.container.env.HOMELAB_BOOTSTRAP_FROM ?? "?"}, for an empty data directory only); streaming from ${replica.name}`;
       }, (detail) => detail);

@@ -358,17 +358,20 @@ const docker = z
 const libvirt = z
   .object({
     /** The hypervisor. Only the local one today; a remote KVM host (qemu+ssh://) needs the image there too. */
-    uri: z.enum(["qemu:///system"], { error: 'expected "qemu:///system" (the local hypervisor; remote qemu+ssh:// hosts are not supported yet)' }).default("qemu:///system"),
+    uri: z
+      .string()
+      .refine((u) => u === "qemu:///system", { message: 'expected "qemu:///system" (the local hypervisor; remote qemu+ssh:// hosts are not supported yet)' })
+      .default("qemu:///system"),
     /** Subnet of the stack's libvirt NAT network: the host is .1, nodes get the same offsets as on Docker. */
     subnet: cidr.default("192.168.251.0/24"),
     /** qemu: software emulation (TCG), works everywhere, ~10x slower CPU; kvm: only where the CPU has vmx/svm and KVM runs guests. */
-    emulation: z.enum(["qemu", "kvm"], { error: 'expected "qemu" (software emulation) or "kvm" (hardware virtualization)' }).default("qemu"),
+    emulation: z.enum(["qemu", "kvm"]).default("qemu"),
     /** Size of each VM's data disk (sparse qcow2: only what is written takes space). */
     dataDisk: memory.default(4 * 1024 ** 3),
     /** How long a new VM may take from `virsh start` to answering SSH. */
-    bootTimeout: durationSeconds.default(300),
+    bootTimeout: durationSeconds.default(600),
     /** Where overlays and data disks live (qemu runs as libvirt-qemu: not under /root). */
-    imageDir: z.string().regex(/^\/[A-Za-z0-9_.\/-]*$/, { message: "expected an absolute path of letters, digits, '_', '.', '-', '/'" }).default("/var/lib/libvirt/images"),
+    imageDir: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, { message: "expected an absolute path of letters, digits, '_', '.', '-', '/'" }).default("/var/lib/libvirt/images"),
   })
   .strict()
   .transform(({ dataDisk, bootTimeout, ...rest }) => ({ ...rest, dataDiskBytes: dataDisk, bootTimeoutSeconds: bootTimeout }))
@@ -429,7 +432,7 @@ export const homelabConfigSchema = z
       ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: "platform libvirt needs a libvirt: { uri } section" });
     }
     if (spec.platform === "libvirt") {
-      // VMs run the PostgreSQL image's role scripts today (ADR 0016); the other images come next.
+      // VMs run the PostgreSQL image's role scripts today (ADR 0018); the other images come next.
       const notYet: [string[], unknown, string][] = [
         [["redis", "enabled"], spec.redis.enabled, "Redis"],
         [["duckdb", "enabled"], spec.duckdb.enabled, "the DuckDB host"],

@@ -1,4 +1,4 @@
-// The `libvirt` platform (ADR 0015, ADR 0016): every node of the stack is a VM on the local hypervisor
+// The `libvirt` platform (ADR 0015, ADR 0018): every node of the stack is a VM on the local hypervisor
 // (`qemu:///system`), made with virsh and qemu-img through @pulumi/command `local.Command` (no libvirt
 // provider: deprecated, unpublished, and not installable offline), then configured as a machine node over
 // SSH by the one machine applier (components/platform/machine-node.ts).
@@ -57,6 +57,7 @@ export class LibvirtPlatform implements Platform {
   private network?: command.local.Command;
   private key?: command.local.Command;
   private image?: command.local.Command;
+  private lastDomain?: command.local.Command;
   private readonly made: Record<string, pulumi.Output<NodeHandle>> = {};
   private readonly layout: ReturnType<typeof libvirtLayout>;
 
@@ -200,9 +201,12 @@ export class LibvirtPlatform implements Platform {
         ),
         delete: removeDomain,
       },
-      // Every VM boots at once; only the configuration waits for the nodes this one depends on.
-      { parent: opts.parent, dependsOn: [network, key, image, disk], deleteBeforeReplace: true },
+      // VMs boot one after the other (three booting at once under software emulation starve each other until
+      // udev times out); each configuration waits only for its own VM and the nodes it depends on, so one
+      // node is configured while the next boots.
+      { parent: opts.parent, dependsOn: [network, key, image, disk, ...(this.lastDomain ? [this.lastDomain] : [])], deleteBeforeReplace: true },
     );
+    this.lastDomain = domain;
 
     const configured = new command.local.Command(
       opts.name,

@@ -1,4 +1,4 @@
-// THE node applier of machines (VMs of the libvirt platform, ADR 0016): one module turns a NodePlan into a
+// THE node applier of machines (VMs of the libvirt platform, ADR 0018): one module turns a NodePlan into a
 // systemd service on a Debian machine reached over SSH, the way docker-node.ts turns it into a container.
 //   - The role logic is the container image's, not a copy: the image's build context (entrypoint, lib/, bin/,
 //     install.sh) travels to the machine and its install.sh (the script the Dockerfile runs) puts it in
@@ -56,12 +56,13 @@ export const APPLY_PATH = "/usr/local/lib/homelab/machine-apply";
 export const VM_DATA_DEVICE = "/dev/disk/by-id/virtio-hlvm-data";
 
 /** The stack's SSH key and known_hosts on the machine running Pulumi and the drills (made by the platform). */
-export function stackSshDir(stack: string, home = homedir()): string {
-  return path.join(home, ".local", "share", "homelab-data", "ssh", stack);
+export function stackSshDir(stack: string, env: NodeJS.ProcessEnv = process.env): string {
+  // The data directory of the CLI (cli/setup.ts dataDir): XDG_DATA_HOME, else ~/.local/share.
+  return path.join(env.XDG_DATA_HOME || path.join(env.HOME || homedir(), ".local", "share"), "homelab-data", "ssh", stack);
 }
 
-export function stackSshTarget(stack: string, host: string, home?: string): SshTarget {
-  const dir = stackSshDir(stack, home);
+export function stackSshTarget(stack: string, host: string, env?: NodeJS.ProcessEnv): SshTarget {
+  const dir = stackSshDir(stack, env);
   return { user: "root", host, identityFile: path.join(dir, "id_ed25519"), knownHosts: path.join(dir, "known_hosts") };
 }
 
@@ -94,7 +95,17 @@ export function sshOptions(t: SshTarget): string[] {
     "-o", "ServerAliveInterval=5",
     "-o", "ServerAliveCountMax=6",
     "-o", "LogLevel=ERROR",
+    // One connection per machine, reused for 2 minutes: a key exchange costs 3-4 s under software emulation,
+    // and a drill runs hundreds of commands. The socket sits beside the stack's key (mode 0700 directory).
+    "-o", "ControlMaster=auto",
+    "-o", `ControlPath=${path.dirname(t.knownHosts)}/cm-%C`,
+    "-o", "ControlPersist=120",
   ];
+}
+
+/** Ends the shared connection to a machine (after its VM was powered off, a reused one would hang). */
+export function sshCloseArgv(t: SshTarget): string[] {
+  return ["ssh", "-o", `ControlPath=${path.dirname(t.knownHosts)}/cm-%C`, "-O", "exit", `${t.user}@${t.host}`];
 }
 
 /** `ssh <options> user@host <remote command>` as argv (ssh hands the command line to the remote shell). */
@@ -123,6 +134,10 @@ export function envPrelude(spec: Pick<MachineSpec, "name">): string {
   return `set -a; . ${IMAGE_ENV}; . ${nodeEnvPath(spec)}; set +a`;
 }
 
+/** Kernel argument of a held boot (the node's unit waits for a release). */
+export const HOLD_ARG = "homelab.hold=1";
+export const holdReleasePath = (spec: Pick<MachineSpec, "name">) => `/run/homelab-release-${spec.name}`;
+
 /** The systemd unit: the image's entrypoint as main process, stopped like `docker stop` (SIGTERM, then KILL). */
 export function unitFile(spec: MachineSpec): string {
   const mounts = spec.volumes.map((v) => v.mountPath).join(" ");
@@ -140,6 +155,10 @@ export function unitFile(spec: MachineSpec): string {
     "Type=exec",
     `EnvironmentFile=${IMAGE_ENV}`,
     `EnvironmentFile=${nodeEnvPath(spec)}`,
+    // A VM booted with homelab.hold=1 on its kernel command line (a drill bringing back a lost primary, or the
+    // runbook) does NOT start the node until released: a killed primary must never come back as a second
+    // primary by itself (docker: the drill never restarts the old container). Release: holdReleaseCommand.
+    `ExecCondition=/bin/sh -c '! grep -qw ${HOLD_ARG} /proc/cmdline || [ -e ${holdReleasePath(spec)} ]'`,
     // /run is a tmpfs on a machine: the socket directory the image makes at build time is made at each start.
     "ExecStartPre=/usr/bin/install -d -o postgres -g postgres -m 2775 /run/postgresql",
     "ExecStart=/usr/local/bin/homelab-entrypoint",
@@ -223,6 +242,8 @@ export function remoteApplyScript(spec: MachineSpec): string {
     "awk '/^# BEGIN homelab-data$/{skip=1} !skip{print} /^# END homelab-data$/{skip=0}' /etc/hosts >\"$hosts_tmp\"",
     `printf '# BEGIN homelab-data\\n%s\\n# END homelab-data\\n' ${shellQuote(hostsBlock(spec))} >>"$hosts_tmp"`,
     "chmod 0644 \"$hosts_tmp\"; mv \"$hosts_tmp\" /etc/hosts",
+    // What the stack applies runs, held boot or not.
+    `touch ${holdReleasePath(spec)}`,
     `systemctl reset-failed ${spec.unit} 2>/dev/null || true`,
     `systemctl enable ${spec.unit} >/dev/null 2>&1`,
     `systemctl restart ${spec.unit}`,

@@ -1,44 +1,14 @@
 // Node control: how a drill kills, stops, starts and runs commands on a node, through the handle the
-// topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform;
-// docker today, libvirt/ssh refused loudly until written.
+// topology gives it (docs/architecture.md "Data flow" step 5). One interface, one implementation per platform:
+// docker (here) and libvirt VMs (machine-control.ts); plain SSH hosts refused loudly until written.
 import { docker, dockerEnv, type RunResult } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
+import { MachineNodeControl } from "./machine-control.ts";
+import { recreateContainer, snapshotDockerNode, type NodeSnapshot } from "./scratch-node.ts";
 import { waitFor, WaitTimeoutError } from "./wait.ts";
 
-/** What node control needs of a topology node. */
-export type ControlledNode = Pick<TopologyNode, "name" | "handle" | "dataVolumes">;
-
-export type ExecResult = RunResult;
-
-export interface ExecOptions {
-  /** User inside the node (default: the image's). */
-  user?: string;
-  /** Bytes for the command's stdin (never logged: may carry secrets). */
-  input?: string | Buffer;
-  /** Resolve with a non-zero exit code instead of rejecting. */
-  allowFailure?: boolean;
-  timeoutMs?: number;
-  env?: Record<string, string>;
-}
-
-export interface NodeControl {
-  readonly platform: string;
-  /** Hard crash: SIGKILL (container kill / VM destroy); resolves once the node is down. */
-  kill(node: ControlledNode, signal?: string): Promise<void>;
-  /** Orderly stop: SIGTERM, then SIGKILL after `timeoutS`. */
-  stop(node: ControlledNode, timeoutS: number): Promise<void>;
-  start(node: ControlledNode): Promise<void>;
-  exec(node: ControlledNode, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>;
-  isRunning(node: ControlledNode): Promise<boolean>;
-  /**
-   * "Loses the disk": removes the node's data volumes. The node must be down (kill or stop it first: the
-   * fault is the drill's to inject); on docker its stopped container goes too, since a volume a container
-   * references cannot be removed. The node must then be re-created. Returns the volumes removed.
-   */
-  removeDataVolumes(node: ControlledNode): Promise<string[]>;
-  /** Resolves when the node reports healthy (or is running, when it has no health check). */
-  waitHealthy(node: ControlledNode, timeoutMs: number): Promise<void>;
-}
+export type { ControlledNode, ExecOptions, ExecResult, NodeControl, RecreateOptions } from "./node-types.ts";
+import type { ControlledNode, ExecOptions, ExecResult, NodeControl, RecreateOptions } from "./node-types.ts";
 
 export class UnsupportedPlatformError extends Error {}
 
@@ -49,6 +19,17 @@ function dockerHandle(node: ControlledNode): { container: string; dockerHost?: s
 
 export class DockerNodeControl implements NodeControl {
   readonly platform = "docker";
+  /** /etc/homelab of each node as the stack made it, read the first time the node is re-created. */
+  private readonly snapshots = new Map<string, NodeSnapshot>();
+
+  async recreate(node: ControlledNode & Pick<TopologyNode, "container">, opts: RecreateOptions = {}): Promise<void> {
+    let snapshot = this.snapshots.get(node.name);
+    if (!snapshot) {
+      snapshot = await snapshotDockerNode(node);
+      this.snapshots.set(node.name, snapshot);
+    }
+    await recreateContainer(snapshot, opts);
+  }
 
   private run(node: ControlledNode, args: string[], opts: { input?: string | Buffer; allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
     const h = dockerHandle(node);
@@ -145,11 +126,12 @@ const formatMs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
 /** Node control for every node of a topology, by the kind of the nodes' handles; refuses kinds drills cannot drive yet. */
 export function controlFor(topology: Pick<Topology, "platform" | "nodes">): NodeControl {
-  const foreign = topology.nodes.find((n) => n.handle.kind !== "docker");
-  if (foreign) {
-    throw new UnsupportedPlatformError(`${foreign.handle.kind} nodes are not supported by drills yet (node ${foreign.name} of the ${topology.platform} platform has a ${foreign.handle.kind} handle); drills drive docker nodes only`);
-  }
-  return new DockerNodeControl();
+  const kinds = [...new Set(topology.nodes.map((n) => n.handle.kind))];
+  if (kinds.length === 1 && kinds[0] === "docker") return new DockerNodeControl();
+  if (kinds.length === 1 && kinds[0] === "libvirt") return new MachineNodeControl();
+  const foreign = topology.nodes.find((n) => n.handle.kind !== kinds[0]) ?? topology.nodes.find((n) => n.handle.kind === "ssh");
+  const which = foreign ? ` (node ${foreign.name} of the ${topology.platform} platform has a ${foreign.handle.kind} handle)` : "";
+  throw new UnsupportedPlatformError(`drills drive all-docker or all-libvirt stacks; this one has ${kinds.join(" and ")} nodes${which}`);
 }
 
 /** Reads a secret file on a node (root inside it). The value is never logged; errors name only the path. */

@@ -11,7 +11,7 @@
 // What is decided here is pure and unit-tested (test/unit/drills-scratch-node.test.ts).
 import { LABEL_NODE, LABEL_RETAIN, docker, dockerBuffer, dockerEnv, runApplyNode, type ContainerSpec } from "../../components/platform/docker-node.ts";
 import type { TopologyNode } from "../../components/topology.ts";
-import type { ControlledNode } from "./nodes.ts";
+import type { ControlledNode } from "./node-types.ts";
 
 /** Marks what a drill made for itself (copies, scratch volumes): never part of the stack's plan. */
 export const LABEL_DRILL_SCRATCH = "dev.homelab-data.drill-scratch";

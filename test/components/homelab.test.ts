@@ -247,7 +247,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     ]);
     expect(steps.map((s) => s.delete)).toEqual([
       undefined,
-      `docker exec --user postgres homelab-local-backup sh -c 'pgbackrest --stanza=main check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2'`,
+      `docker exec --user postgres homelab-local-backup sh -c 'timeout 120 pgbackrest --stanza=main check >/dev/null 2>&1 || echo "homelab: could not archive the last WAL before removal (pgbackrest check failed)" >&2'`,
       undefined,
     ]);
     for (const s of steps) {
@@ -346,18 +346,12 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     expect(() => new mod.postgres.PostgresCluster("pg", { plan: noPrimary, securePlan: pulumi.secret(noPrimary), platform })).toThrow(/0 postgres-primary nodes.*expected exactly one/);
   });
 
-  it("refuses libvirt clearly, before anything is registered", async () => {
-    const spec = localSpec({ platform: "libvirt", libvirt: { uri: "qemu:///system" } });
-    let error: unknown;
-    try {
-      new mod.homelab.Homelab("homelab", { spec, secrets: pulumi.secret(fakeSecrets(spec)) });
-    } catch (e) {
-      error = e;
-    }
-    expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toMatch(/^homelab-data:platform: libvirt is not implemented yet; use docker/);
-    await settle();
-    expect(recorder.resources).toEqual([]);
+  it("builds libvirt through its own platform (test/components/libvirt.test.ts), never a docker resource", async () => {
+    const spec = localSpec({ platform: "libvirt", libvirt: { subnet: "192.168.250.0/24" }, postgres: { allowedClientCidrs: ["192.168.250.0/24"] }, redis: { enabled: false }, duckdb: { enabled: false } });
+    const lab = new mod.homelab.Homelab("homelab", { spec, secrets: pulumi.secret(fakeSecrets(spec)) }, { transformations: [recorder.transformation] });
+    await settle(recorder);
+    expect(lab.platform).toBe("libvirt");
+    expect(recorder.resources.filter((r) => r.type.startsWith("docker:"))).toEqual([]);
   });
 });
 

@@ -45,7 +45,13 @@ export class Recorder implements pulumi.runtime.Mocks {
     const state: Record<string, unknown> = { ...(args.inputs as Record<string, unknown>) };
     if (args.type === "docker:index/image:Image") state.repoDigest = `${String(args.inputs.imageName)}@sha256:${"0".repeat(64)}`;
     if (args.type === "command:local:Command") {
-      state.stdout = args.name.includes("-image-") ? `sha256:${args.name}` : "";
+      state.stdout = args.name.endsWith("-vm-base")
+        ? JSON.stringify({ hash: "0123456789abcdef", base: "/var/lib/libvirt/images/hlvm-base-0123456789abcdef/base.qcow2", kernel: "/var/lib/libvirt/images/hlvm-base-0123456789abcdef/vmlinuz", initrd: "/var/lib/libvirt/images/hlvm-base-0123456789abcdef/initrd.img", root: "/dev/vda" })
+        : args.name.endsWith("-ssh-key")
+          ? "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMockMockMockMockMockMockMockMockMock homelab-data test"
+          : args.name.includes("-image-")
+            ? `sha256:${args.name}`
+            : "";
       state.stderr = "";
     }
     return { id: args.custom ? `${args.name}-id` : undefined, state };

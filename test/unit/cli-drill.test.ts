@@ -80,7 +80,7 @@ describe("drills/<name>.mts on their own", () => {
     writeFileSync(file, JSON.stringify(topology));
     const r = script("failover", "--topology", file);
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr.trim()).toMatch(/^failover drill: ssh nodes are not supported by drills yet \(node \S+ of the docker platform has a ssh handle\); drills drive docker nodes only$/);
+    expect(r.stderr.trim()).toMatch(/^failover drill: drills drive all-docker or all-libvirt stacks; this one has ssh nodes \(node \S+ of the docker platform has a ssh handle\)$/);
   });
 
   it("--help lists the drill's flags and exits 0", () => {

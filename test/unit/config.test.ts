@@ -19,6 +19,33 @@ function problemsOf(fn: () => unknown): string[] {
   throw new Error("expected a ConfigError");
 }
 
+describe("stack config schema: platform libvirt", () => {
+  const vm = { platform: "libvirt", libvirt: {}, redis: { enabled: false }, duckdb: { enabled: false } };
+  it("fills the libvirt defaults: the local hypervisor, software emulation, a 4GiB data disk", () => {
+    const spec = validateConfig("kvm", vm);
+    expect(spec.libvirt).toEqual({ uri: "qemu:///system", subnet: "192.168.251.0/24", emulation: "qemu", imageDir: "/var/lib/libvirt/images", dataDiskBytes: 4 * 1024 ** 3, bootTimeoutSeconds: 600 });
+  });
+  it("refuses what VMs cannot be yet, and bad libvirt values, each naming the key", () => {
+    const problems = problemsOf(() => validateConfig("kvm", { platform: "libvirt", libvirt: { uri: "qemu+ssh://kvm/system", emulation: "xen", dataDisk: "lots", imageDir: "/root/my images" } }));
+    expect(problems).toEqual([
+      'homelab-data:libvirt.uri: got "qemu+ssh://kvm/system"; expected "qemu:///system" (the local hypervisor; remote qemu+ssh:// hosts are not supported yet)',
+      'homelab-data:libvirt.emulation: got "xen"; expected one of "qemu", "kvm"',
+      expect.stringMatching(/^homelab-data:libvirt\.dataDisk: got "lots"; expected a positive size/),
+      expect.stringMatching(/^homelab-data:libvirt\.imageDir: got "\/root\/my images"; expected an absolute path/),
+    ]);
+    const notYet = problemsOf(() => validateConfig("kvm", { platform: "libvirt", libvirt: {} }));
+    expect(notYet).toEqual([
+      "homelab-data:redis.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; Redis is not built on VMs yet: set it to false / leave it out, or use platform docker",
+      "homelab-data:duckdb.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; the DuckDB host is not built on VMs yet: set it to false / leave it out, or use platform docker",
+    ]);
+  });
+  it("accepts the committed kvm stack", () => {
+    const spec = loadStackSpec("kvm", path.join(ROOT, "stacks"));
+    expect(spec.platform).toBe("libvirt");
+    expect(spec.libvirt?.subnet).toBe("192.168.250.0/24");
+  });
+});
+
 describe("stack config schema", () => {
   it("fills every default into a typed spec, with units parsed", () => {
     const spec = validateConfig("local", {});

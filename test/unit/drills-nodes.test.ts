@@ -101,11 +101,15 @@ describe("controlFor", () => {
   it("gives docker control for a docker topology", () => {
     expect(controlFor(base([{ name: "pg-1", handle: { kind: "docker", container: "hl-pg-1" } }])).platform).toBe("docker");
   });
-  it("refuses libvirt and ssh handles clearly", () => {
-    expect(() => controlFor(base([{ name: "pg-1", handle: { kind: "libvirt", domain: "pg-1", uri: "qemu:///system", ssh: "root@10.0.0.2" } }], "libvirt"))).toThrow(
-      new UnsupportedPlatformError("libvirt nodes are not supported by drills yet (node pg-1 of the libvirt platform has a libvirt handle); drills drive docker nodes only"),
+  const vm = { kind: "libvirt" as const, domain: "hl-pg-1", uri: "qemu:///system", ssh: "root@10.0.0.2", identityFile: "/k/id", knownHosts: "/k/known_hosts" };
+  it("gives machine control for an all-libvirt topology", () => {
+    expect(controlFor(base([{ name: "pg-1", handle: vm }], "libvirt")).platform).toBe("libvirt");
+  });
+  it("refuses mixed and ssh-host topologies clearly", () => {
+    expect(() => controlFor(base([{ name: "pg-1", handle: vm }, { name: "backup", handle: { kind: "docker", container: "b" } }], "libvirt"))).toThrow(
+      new UnsupportedPlatformError("drills drive all-docker or all-libvirt stacks; this one has libvirt and docker nodes (node backup of the libvirt platform has a docker handle)"),
     );
-    expect(() => controlFor(base([{ name: "pg-1", handle: { kind: "docker", container: "a" } }, { name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(/ssh nodes are not supported by drills yet \(node nuc of the docker platform has a ssh handle\)/);
+    expect(() => controlFor(base([{ name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(/this one has ssh nodes \(node nuc of the docker platform has a ssh handle\)/);
   });
   it("refuses to drive a non-docker handle through docker", async () => {
     await expect(ctl.isRunning({ name: "vm", handle: { kind: "ssh", target: "root@nuc" }, dataVolumes: [] })).rejects.toThrow(/not a docker handle/);

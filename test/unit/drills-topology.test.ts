@@ -148,6 +148,7 @@ function fakeControl(answers: Record<string, string | Error>): NodeControl & { c
     isRunning: () => Promise.resolve(true),
     removeDataVolumes: unused,
     waitHealthy: unused,
+    recreate: unused,
     exec: async (node: ControlledNode, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> => {
       calls.push({ node: node.name, argv, opts });
       const a = answers[node.name];
