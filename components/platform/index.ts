@@ -3,7 +3,7 @@
 // runs on the `docker` platform (the default: the docker CLI driven by @pulumi/command through the one node
 // applier, components/platform/docker-node.ts), the `docker-api` platform (@pulumi/docker, ADR 0010) and the
 // `libvirt` platform (VMs configured over SSH by the machine applier, components/platform/machine-node.ts,
-// ADR 0016).
+// ADR 0018).
 import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "../config/index.ts";
 import { DockerApiPlatform } from "./docker-api.ts";

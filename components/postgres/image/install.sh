@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What makes a machine a homelab/postgres node: ONE copy, run by the image build (Dockerfile) and by the
-# machine platform on VMs and SSH hosts (components/platform/machine-node.ts, ADR 0016).
+# machine platform on VMs and SSH hosts (components/platform/machine-node.ts, ADR 0018).
 #   install.sh packages      the postgres user (uid/gid 999 where it is new), the Debian packages (skipped
 #                            when already installed: the VM image bakes them in), the directories
 #   install.sh files <dir>   the role scripts of the build context <dir> into place, and image.env: the
