@@ -169,7 +169,8 @@ export async function stackStatus(topology: Topology, reportsDir: string, restor
   const roles = new Map((await pgNodeStates(topology, ctl, { timeoutMs: 5000 })).map((s) => [s.node.name, s.state]));
   const lines = [`stack ${topology.stack} (platform ${topology.platform})`];
   for (const n of topology.nodes) {
-    const state = n.handle.kind === "docker" ? await containerHealth(n.handle.container, dockerEnv(n.handle.dockerHost)) : "?";
+    const state =
+      n.handle.kind === "docker" ? await containerHealth(n.handle.container, dockerEnv(n.handle.dockerHost)) : n.handle.kind === "libvirt" ? ((await ctl.isRunning(n)) ? "vm running" : "vm off") : "?";
     const role = roles.get(n.name) ?? n.role;
     lines.push(`  ${n.name.padEnd(14)} ${role.padEnd(18)} ${state.padEnd(18)} ${n.published ? `${n.published.host}:${n.published.port}` : ""}`);
   }

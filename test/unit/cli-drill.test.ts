@@ -161,3 +161,13 @@ describe("homelab report", () => {
     expect(r.stderr).toMatch(/no drill history .*run `homelab drill <name> --stack <stack>` first/);
   });
 });
+
+describe("drills on a libvirt stack (drillsFor)", () => {
+  it("runs every drill on docker; on VMs `all` skips what makes containers, a named one is refused naming what runs", async () => {
+    const { drillsFor } = await import("../../cli/drill-commands.ts");
+    expect(drillsFor("docker", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["redis", "backup-restore", "failover"], skipped: [] });
+    expect(drillsFor("libvirt", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
+    expect(drillsFor("libvirt", ["failover"], false)).toEqual({ run: ["failover"], skipped: [] });
+    expect(() => drillsFor("libvirt", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform libvirt yet (it makes its restore or scratch nodes as containers); on VMs: failover");
+  });
+});
