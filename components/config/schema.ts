@@ -370,11 +370,13 @@ const libvirt = z
     dataDisk: memory.default(4 * 1024 ** 3),
     /** How long a new VM may take from `virsh start` to answering SSH. */
     bootTimeout: durationSeconds.default(600),
+    /** How long a configured node may take to report healthy (a primary restoring from backups first). */
+    readyTimeout: durationSeconds.default(1800),
     /** Where overlays and data disks live (qemu runs as libvirt-qemu: not under /root). */
     imageDir: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, { message: "expected an absolute path of letters, digits, '_', '.', '-', '/'" }).default("/var/lib/libvirt/images"),
   })
   .strict()
-  .transform(({ dataDisk, bootTimeout, ...rest }) => ({ ...rest, dataDiskBytes: dataDisk, bootTimeoutSeconds: bootTimeout }))
+  .transform(({ dataDisk, bootTimeout, readyTimeout, ...rest }) => ({ ...rest, dataDiskBytes: dataDisk, bootTimeoutSeconds: bootTimeout, readyTimeoutSeconds: readyTimeout }))
   .optional();
 
 export const homelabConfigSchema = z

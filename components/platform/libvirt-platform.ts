@@ -138,7 +138,7 @@ export class LibvirtPlatform implements Platform {
     const lv = this.spec.libvirt;
     if (!lv) throw new Error("platform libvirt without a libvirt section (the schema refuses this)");
     const target = stackSshTarget(this.spec.stack, node.ipv4Address);
-    const machine = machineSpecOf(plan, node, target, { dataDevice: VM_DATA_DEVICE });
+    const machine = machineSpecOf(plan, node, target, { dataDevice: VM_DATA_DEVICE, readyTimeoutSeconds: lv.readyTimeoutSeconds });
     const nodeDir = this.layout.nodeDir(node);
     const dataDisk = this.layout.dataDisk(node);
     const retain = node.volumes.some((v) => v.retainOnDestroy);

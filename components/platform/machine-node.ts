@@ -41,6 +41,8 @@ export interface MachineSpec {
   /** Block device holding the data root (the VM's data disk); absent: a directory on the root file system. */
   dataDevice?: string;
   healthcheck: Healthcheck;
+  /** How long an apply waits for the node to report healthy (a bootstrap from backups runs first). */
+  readyTimeoutSeconds: number;
   stopTimeoutSeconds: number;
   /** /etc/hosts entries: every node of the stack by hostname (containers get this from Docker's DNS). */
   hosts: { ip: string; hostname: string }[];
@@ -67,7 +69,7 @@ export function stackSshTarget(stack: string, host: string, env?: NodeJS.Process
 }
 
 /** The machine node of a planned node (pure). */
-export function machineSpecOf(plan: Pick<HomelabPlan, "nodes">, node: NodePlan, target: SshTarget, opts: { dataDevice?: string } = {}): MachineSpec {
+export function machineSpecOf(plan: Pick<HomelabPlan, "nodes">, node: NodePlan, target: SshTarget, opts: { dataDevice?: string; readyTimeoutSeconds?: number } = {}): MachineSpec {
   return {
     name: node.name,
     hostname: node.hostname,
@@ -78,6 +80,7 @@ export function machineSpecOf(plan: Pick<HomelabPlan, "nodes">, node: NodePlan, 
     volumes: node.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath })),
     ...(opts.dataDevice ? { dataDevice: opts.dataDevice } : {}),
     healthcheck: { ...node.healthcheck, test: [...node.healthcheck.test] },
+    readyTimeoutSeconds: opts.readyTimeoutSeconds ?? machineHealthTimeoutSeconds(node.healthcheck),
     stopTimeoutSeconds: node.stopTimeoutSeconds,
     hosts: plan.nodes.map((n) => ({ ip: n.ipv4Address, hostname: n.hostname })),
   };
@@ -198,9 +201,12 @@ export function healthCommand(spec: MachineSpec): string {
  * install.sh (packages when missing, role scripts), /etc/hosts, the unit (re)started, then the health wait.
  * Exits non-zero with the unit's last journal lines when the node fails or stays unhealthy.
  */
-export function remoteApplyScript(spec: MachineSpec): string {
+export function remoteApplyScript(spec: MachineSpec, delivered: readonly string[]): string {
   const ctx = `${CONTEXT_ROOT}/${path.posix.basename(spec.context)}`;
-  const timeout = machineHealthTimeoutSeconds(spec.healthcheck);
+  const timeout = spec.readyTimeoutSeconds;
+  // What this apply delivers, by content: an unchanged node that runs is not restarted (a retried apply
+  // must not kill a bootstrap that is still restoring from backups).
+  const applied = `/var/lib/homelab/applied-${spec.name}.sha256`;
   const journal = `journalctl -u ${spec.unit} -n 30 --no-pager -o cat >&2 || true`;
   const lines = [
     "#!/bin/bash",
@@ -246,7 +252,14 @@ export function remoteApplyScript(spec: MachineSpec): string {
     `touch ${holdReleasePath(spec)}`,
     `systemctl reset-failed ${spec.unit} 2>/dev/null || true`,
     `systemctl enable ${spec.unit} >/dev/null 2>&1`,
-    `systemctl restart ${spec.unit}`,
+    `delivered=$(cat ${delivered.map(shellQuote).join(" ")} | sha256sum | cut -d' ' -f1)`,
+    "mkdir -p /var/lib/homelab",
+    `if systemctl is-active -q ${spec.unit} && [ "$(cat ${applied} 2>/dev/null)" = "$delivered" ]; then`,
+    `  echo "${spec.hostname}: ${spec.unit} runs what was delivered: not restarted" >&2`,
+    "else",
+    `  systemctl restart ${spec.unit}`,
+    "fi",
+    `echo "$delivered" >${applied}`,
     `deadline=$(( $(date +%s) + ${timeout} ))`,
     "while :; do",
     `  if ${healthCommand(spec)} >/dev/null 2>&1; then break; fi`,
@@ -284,13 +297,14 @@ export function contextFiles(projectRoot: string, context: string): NodeFile[] {
 
 /** Everything one apply delivers: the image context, the node's files, its env file, unit and apply script. */
 export function machineFiles(spec: MachineSpec, nodeFiles: NodeFile[], projectRoot: string): NodeFile[] {
-  return [
+  const files: NodeFile[] = [
     ...contextFiles(projectRoot, spec.context),
     ...nodeFiles,
     { path: nodeEnvPath(spec), content: envFile(spec.env), mode: 0o644, secret: false },
     { path: `/etc/systemd/system/${spec.unit}`, content: unitFile(spec), mode: 0o644, secret: false },
-    { path: APPLY_PATH, content: remoteApplyScript(spec), mode: 0o700, secret: false },
   ];
+  // The apply script names every other delivered file (paths only): "unchanged" compares their contents.
+  return [...files, { path: APPLY_PATH, content: remoteApplyScript(spec, files.map((f) => f.path)), mode: 0o700, secret: false }];
 }
 
 /**

@@ -23,7 +23,7 @@ describe("stack config schema: platform libvirt", () => {
   const vm = { platform: "libvirt", libvirt: {}, redis: { enabled: false }, duckdb: { enabled: false } };
   it("fills the libvirt defaults: the local hypervisor, software emulation, a 4GiB data disk", () => {
     const spec = validateConfig("kvm", vm);
-    expect(spec.libvirt).toEqual({ uri: "qemu:///system", subnet: "192.168.251.0/24", emulation: "qemu", imageDir: "/var/lib/libvirt/images", dataDiskBytes: 4 * 1024 ** 3, bootTimeoutSeconds: 600 });
+    expect(spec.libvirt).toEqual({ uri: "qemu:///system", subnet: "192.168.251.0/24", emulation: "qemu", imageDir: "/var/lib/libvirt/images", dataDiskBytes: 4 * 1024 ** 3, bootTimeoutSeconds: 600, readyTimeoutSeconds: 1800 });
   });
   it("refuses what VMs cannot be yet, and bad libvirt values, each naming the key", () => {
     const problems = problemsOf(() => validateConfig("kvm", { platform: "libvirt", libvirt: { uri: "qemu+ssh://kvm/system", emulation: "xen", dataDisk: "lots", imageDir: "/root/my images" } }));
