@@ -82,7 +82,7 @@ export class MachineNodeControl implements NodeControl {
   }
 
   private async waitSsh(node: ControlledNode, timeoutMs: number): Promise<void> {
-    await waitFor(`${node.name}: SSH`, async () => (await this.ssh(node, "true", { allowFailure: true, timeoutMs: 20_000 })).code === 0, { timeoutMs, intervalMs: 2_000 });
+    await waitFor(`${node.name}: SSH`, async () => (await this.ssh(node, "true", { allowFailure: true, timeoutMs: 20_000 })).code === 0, { timeoutMs, intervalMs: 100 });
   }
 
   /**
@@ -139,7 +139,7 @@ export class MachineNodeControl implements NodeControl {
         last = (r.stdout + r.stderr).trim();
         return r.code === 0;
       },
-      { timeoutMs, intervalMs: 1_000 },
+      { timeoutMs, intervalMs: 100 },
     ).catch(async (e: unknown) => {
       if (!(e instanceof WaitTimeoutError)) throw e;
       const journal = await this.ssh(node, `journalctl -u ${unitOf(node)} -n 20 --no-pager -o cat`, { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
