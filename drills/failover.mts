@@ -358,7 +358,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
           HOMELAB_REPLICATION_SLOT: oldName.slot,
           HOMELAB_APPLICATION_NAME: oldName.applicationName,
         },
-        timeoutSeconds: 60,
+        timeoutSeconds: Math.max(60, Math.round(objective.redundancyRestored / 2)),
       });
       await ctl.waitHealthy(primary, 60_000);
 
@@ -389,7 +389,10 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
       evidence.pgRewind = { exitCode: rewind.code, divergedAt: diverged?.[1] ?? null, divergedOnTimeline: diverged ? Number(diverged[2]) : null, lastLines: rewindOut.trim().split("\n").slice(-4) };
       if (rewind.code !== 0) throw new Error(`pg_rewind on ${primary.name} failed (exit ${rewind.code}): ${rewindOut.trim().split("\n").slice(-3).join(" | ")}`);
       await ctl.exec(primary, ["homelab-configure-standby"], { timeoutMs: 30_000 });
-      const start = await ctl.exec(primary, ["homelab-start", "120"], { allowFailure: true, timeoutMs: 150_000 });
+      // The rejoined node may take as long as the redundancy objective allows (a VM under emulation replays
+      // WAL about 10x slower than a container), and never less than two minutes.
+      const startS = Math.max(120, Math.round(objective.redundancyRestored));
+      const start = await ctl.exec(primary, ["homelab-start", String(startS)], { allowFailure: true, timeoutMs: (startS + 30) * 1000 });
       if (start.code !== 0) throw new Error(`homelab-start on ${primary.name} failed: ${(start.stdout + start.stderr).trim().split("\n").slice(-3).join(" | ")}`);
 
       const waitMs = Math.max(60_000, objective.redundancyRestored * 1000 + 60_000 - (Date.now() - faultAtMs));
@@ -448,7 +451,7 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
     // keeps it a standby: on an existing cluster standby.signal decides, not HOMELAB_ROLE (ADR 0011).
     if (rejoined) {
       await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
-        await ctl.recreate(primary, { timeoutSeconds: 120 });
+        await ctl.recreate(primary, { timeoutSeconds: Math.max(120, Math.round(objective.redundancyRestored)) });
         await waitFor(`${primary.name} streaming from ${replica.name} again`, async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000 });
         return `the container the stack made (HOMELAB_BOOTSTRAP_FROM=${primary.container.env.HOMELAB_BOOTSTRAP_FROM ?? "?"}, for an empty data directory only); streaming from ${replica.name}`;
       }, (detail) => detail);
