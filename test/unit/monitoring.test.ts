@@ -64,7 +64,7 @@ describe("monitoring planners", () => {
     const hba = plan.nodes.find((n) => n.name === "pg-1")!.files.find((f) => f.path.endsWith("pg_hba.conf"))!.content;
     expect(hba.split("\n").filter((l) => l.includes("homelab_monitor"))).toEqual([expect.stringMatching(/^host\s+postgres\s+homelab_monitor\s+172\.28\.0\.45\/32\s+scram-sha-256$/)]);
     const acl = plan.nodes.find((n) => n.name === "redis")!.files.find((f) => f.path.endsWith("users.acl"))!.content;
-    expect(acl).toMatch(/^user monitor on #[0-9a-f]{64} resetkeys resetchannels -@all \+ping \+info \+config\|get/m);
+    expect(acl).toMatch(/^user monitor on resetpass #[0-9a-f]{64} resetkeys resetchannels -@all \+ping \+info \+config\|get/m);
   });
 
   it("without monitoring: no node, no monitor role, no node_exporter, no metrics cron line", () => {
