@@ -93,6 +93,7 @@ export function registerLifecycleCommands(program: Command): void {
       const { pgpass } = writeClientFiles(spec, topology, secrets.postgresAppPassword ?? "");
       console.log(`homelab: stack ${spec.stack} is up (${topology.nodes.length} nodes) in ${((Date.now() - t0) / 1000).toFixed(1)}s. Connect:`);
       for (const line of connectLines(topology, pgpass)) console.log(line);
+      if (topology.monitoring) console.log(`  monitoring: Prometheus ${topology.monitoring.prometheus} (alerts: runbooks/alert-*.md)`);
       console.log(`  drills: npx homelab drill all --stack ${spec.stack}   status: npx homelab status --stack ${spec.stack}   down: npx homelab down --stack ${spec.stack}`);
     });
 
@@ -174,6 +175,7 @@ export async function stackStatus(topology: Topology, reportsDir: string, restor
     const role = roles.get(n.name) ?? n.role;
     lines.push(`  ${n.name.padEnd(14)} ${role.padEnd(18)} ${state.padEnd(18)} ${n.published ? `${n.published.host}:${n.published.port}` : ""}`);
   }
+  if (topology.monitoring) lines.push(await monitoringLine(topology.monitoring.prometheus));
   try {
     const repo = nodeByName(topology, topology.pgbackrest.repositoryNode);
     const info = await pgbackrestInfoOnNode(ctl, repo, topology.pgbackrest.stanza, { timeoutMs: 30_000 });
@@ -198,6 +200,18 @@ export async function stackStatus(topology: Topology, reportsDir: string, restor
   lines.push(last.size === 0 ? `drills: none run yet (npx homelab drill all --stack ${topology.stack})` : "last drills:");
   for (const h of last.values()) lines.push(`  ${h.drill.padEnd(16)} ${h.verdict.toUpperCase().padEnd(5)} ${h.finished_at}${h.rtoSeconds === null ? "" : `  RTO ${h.rtoSeconds.toFixed(2)}s`}${h.lostWrites === null ? "" : `  lost ${h.lostWrites}`}`);
   return { lines, restoreTestFailed };
+}
+
+/** Prometheus' URL and what fires now (its /api/v1/alerts), or why it could not be asked (ADR 0016). */
+export async function monitoringLine(prometheus: string, timeoutMs = 3000): Promise<string> {
+  try {
+    const res = await fetch(`${prometheus}/api/v1/alerts`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json()) as { data?: { alerts?: { labels: Record<string, string>; state: string }[] } };
+    const firing = (body.data?.alerts ?? []).filter((a) => a.state === "firing").map((a) => `${a.labels.alertname}${a.labels.node ? `{node=${a.labels.node}}` : ""}`);
+    return `monitoring: Prometheus ${prometheus}; ${firing.length === 0 ? "no alert firing" : `FIRING: ${firing.join(", ")} (runbooks/alert-*.md)`}`;
+  } catch (e) {
+    return `monitoring: Prometheus ${prometheus}; not answering (${(e as Error).message.split("\n")[0]})`;
+  }
 }
 
 function formatAge(ms: number): string {

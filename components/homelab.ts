@@ -8,6 +8,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { HomelabSpec } from "./config/index.ts";
 import { DuckDbHost } from "./duckdb/host.ts";
+import { MonitoringServer } from "./monitoring/server.ts";
 import { BackupRepository } from "./pgbackrest/repository.ts";
 import { PlanError, planHomelab, type HomelabSecrets } from "./plan.ts";
 import { assertPlatformSupported, platformFor, type NodeComponentArgs, type Platform, type PlatformKind } from "./platform/index.ts";
@@ -35,6 +36,7 @@ export class Homelab extends pulumi.ComponentResource {
   public readonly backups: BackupRepository;
   public readonly redis?: RedisServer;
   public readonly duckdb?: DuckDbHost;
+  public readonly monitoring?: MonitoringServer;
 
   constructor(name: string, args: HomelabArgs, opts?: pulumi.ComponentResourceOptions) {
     // Before anything is registered: an unsupported platform creates nothing.
@@ -64,6 +66,10 @@ export class Homelab extends pulumi.ComponentResource {
     }
     if (plan.nodes.some((n) => n.role === "duckdb")) {
       this.duckdb = new DuckDbHost(`${name}-duckdb`, { ...base, readyNodes: ready }, { parent: this });
+      ready = { ...ready, ...this.duckdb.readyNodes };
+    }
+    if (plan.nodes.some((n) => n.role === "monitoring")) {
+      this.monitoring = new MonitoringServer(`${name}-monitoring`, { ...base, readyNodes: ready }, { parent: this });
     }
 
     this.topology = pulumi.all(platform.handles()).apply((handles) => topologyOf(spec, plan, handles));

@@ -9,6 +9,7 @@ import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, renderHba, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
 import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
+import { NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
 
 export type HomelabSecrets = { [K in Exclude<SecretKey, "tls" | "repo2Ssh">]: string } & { tls: TlsBundle; repo2Ssh: SftpKeys };
 
@@ -60,10 +61,15 @@ export const IMAGES = {
   redis: { name: `${NS}/redis:7`, context: "components/redis/image", baseImage: "debian:bookworm-slim" },
   duckdb: { name: `${NS}/duckdb:1`, context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
   sftp: { name: `${NS}/sftp:1`, context: "components/pgbackrest/sftp-image", baseImage: "debian:bookworm-slim" },
+  monitoring: { name: `${NS}/monitoring:1`, context: "components/monitoring/image", baseImage: "debian:trixie-slim" },
 } as const;
 
 /** Database roles every cluster gets besides the app role (ADR 0003). */
-export const ROLES = { replication: "replicator", readonly: "analytics_ro" } as const;
+export const ROLES = { replication: "replicator", readonly: "analytics_ro", monitor: "homelab_monitor" } as const;
+/** The Redis ACL user redis_exporter logs in as. */
+export const REDIS_MONITOR_USER = "monitor";
+// Where the postgres image's node_exporter reads textfile metrics (homelab-pgbackrest-metrics writes there).
+const METRICS_DIR = "/var/lib/homelab/metrics";
 export const PGBACKREST_TLS_PORT = 8432;
 const PG_DATA = "/var/lib/postgresql/data";
 // Where the repository host's entrypoint installs repo2's secret files (components/postgres/image).
@@ -119,6 +125,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       }
     : undefined;
   const duckdbAddress = net.at(40);
+  const monitoringAddress = net.at(45);
+  const monitoring = spec.monitoring.enabled;
   // application_name of each PG node: its name with '_' so synchronous_standby_names needs no quoting.
   const appName = (pgName: string) => pgName.replace(/-/g, "_");
 
@@ -160,19 +168,25 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       readonlyRoles: spec.duckdb.enabled ? [{ name: ROLES.readonly, databases: [spec.postgres.database], addresses: [`${duckdbAddress}/32`] }] : [],
       replicationRole: ROLES.replication,
       replicaAddresses: pgNames.map((_, i) => `${pgAddress(i)}/32`),
+      ...(monitoring ? { monitoringRole: ROLES.monitor, monitoringAddresses: [`${monitoringAddress}/32`] } : {}),
     }),
   );
   const roles = [
     { name: spec.postgres.appUser, login: true, replication: false, databases: [spec.postgres.database] },
     { name: ROLES.replication, login: true, replication: true, databases: [], rewind: true },
     { name: ROLES.readonly, login: true, replication: false, readonly: true, databases: [spec.postgres.database] },
+    // pg_monitor: pg_stat_* rows of every session, pg_ls_archive_statusdir (components/monitoring/prometheus.ts).
+    ...(monitoring ? [{ name: ROLES.monitor, login: true, replication: false, memberOf: ["pg_monitor"], connectionLimit: 5, databases: [] as string[] }] : []),
   ];
   const pgSecrets: NodeFile[] = [
     secretFile("postgres", secrets.postgresSuperuserPassword),
     secretFile(spec.postgres.appUser, secrets.postgresAppPassword),
     secretFile(ROLES.replication, secrets.postgresReplicationPassword),
     secretFile(ROLES.readonly, secrets.postgresReadonlyPassword),
+    ...(monitoring ? [secretFile(ROLES.monitor, secrets.postgresMonitorPassword)] : []),
   ];
+  // node_exporter on every node of the postgres image (textfile collector: pgBackRest state on the repository).
+  const nodeExporterEnv: Record<string, string> = monitoring ? { HOMELAB_NODE_EXPORTER_PORT: String(NODE_EXPORTER_PORT), HOMELAB_METRICS_DIR: METRICS_DIR } : {};
 
   // repo2's passphrase: the repository host and every PostgreSQL host encrypt/decrypt repo2 themselves.
   const repo2CipherFile: NodeFile = { path: `${ETC}/repo2/cipher.conf`, content: repo2Spec ? renderPgbackrestCipherConf(secrets.repo2CipherPass) : "", mode: 0o600, secret: true };
@@ -195,6 +209,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         HOMELAB_APPLICATION_NAME: appName(name),
         HOMELAB_STANZA: stanza,
         HOMELAB_REPO_HOST: host(backupName),
+        ...nodeExporterEnv,
       },
       files: [
         { path: `${ETC}/postgresql.conf`, content: postgresqlConf, mode: 0o644, secret: false },
@@ -243,7 +258,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     hostname: backupHostname,
     role: "backup-repository",
     image: { ...IMAGES.postgres },
-    env: { HOMELAB_ROLE: "repository", HOMELAB_STANZA: stanza, HOMELAB_PRIMARY_HOST: host(pgNames[0] as string) },
+    env: { HOMELAB_ROLE: "repository", HOMELAB_STANZA: stanza, HOMELAB_PRIMARY_HOST: host(pgNames[0] as string), ...nodeExporterEnv },
     files: [
       {
         path: `${ETC}/pgbackrest.conf`,
@@ -338,6 +353,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         // Promotion (REPLICAOF NO ONE) and persistence checks (INFO, CONFIG GET) need more than the app
         // user may do; the redis drill and an operator at the console use this one.
         { name: "admin", password: secrets.redisAdminPassword, role: "admin" },
+        ...(monitoring ? [{ name: REDIS_MONITOR_USER, password: secrets.redisMonitorPassword, role: "monitor" as const }] : []),
       ],
     });
     const redisSecrets = [secretFile("health", secrets.redisHealthPassword), secretFile("app", secrets.redisAppPassword), secretFile("admin", secrets.redisAdminPassword)];
@@ -408,6 +424,65 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     });
   }
 
+  if (monitoring) {
+    const name = "monitoring";
+    const hostname = host(name);
+    const etc = `${ETC}/monitoring`;
+    // Where the monitoring image's entrypoint installs those files for the prometheus user (components/monitoring/image).
+    const conf = "/etc/prometheus/homelab";
+    const runSecrets = "/run/homelab-secrets";
+    const input: MonitoringInput = {
+      stack: spec.stack,
+      scrapeIntervalSeconds: spec.monitoring.scrapeInterval,
+      postgres: pgNames.map((n) => ({ node: n, host: host(n), port: 5432 })),
+      redis: nodes.filter((n) => n.role === "redis" || n.role === "redis-replica").map((n) => ({ node: n.name, host: n.hostname, port: 6379 })),
+      nodeExporters: nodes.filter((n) => n.image.name === IMAGES.postgres.name).map((n) => ({ node: n.name, host: n.hostname })),
+      postgresUser: ROLES.monitor,
+      postgresPasswordFile: `${runSecrets}/${ROLES.monitor}.password`,
+      redisUser: REDIS_MONITOR_USER,
+      ruleFiles: [`${conf}/rules.yml`],
+    };
+    const alerts = planAlertRules({
+      stack: spec.stack,
+      maxBackupAgeSeconds: spec.pgbackrest.maxBackupAge,
+      archiveTimeoutSeconds: spec.postgres.archiveTimeout,
+      // The failover RPO in time when the stack states one; else archive_timeout, what a restore would lose.
+      replicationLagMaxSeconds: spec.monitoring.alerts.replicationLagMax ?? spec.objectives.failover.rpo ?? spec.postgres.archiveTimeout,
+      maxSlotWalKeepSizeBytes: pgMemoryBytes("max_slot_wal_keep_size", settings.max_slot_wal_keep_size),
+      slotWalRetainedRatio: spec.monitoring.alerts.slotWalRetainedRatio,
+      diskUsedRatio: spec.monitoring.alerts.diskUsedRatio,
+      drillMaxAgeSeconds: spec.monitoring.alerts.drillMaxAge,
+      pendingForSeconds: spec.monitoring.alerts.pendingFor,
+    });
+    const exporters = planExporters(input, { postgresQueries: `${conf}/postgres-queries.yml`, redisPasswordMap: `${runSecrets}/redis-monitor.json` });
+    nodes.push({
+      name,
+      hostname,
+      role: "monitoring",
+      image: { ...IMAGES.monitoring },
+      env: { HOMELAB_PROMETHEUS_RETENTION: `${Math.ceil(spec.monitoring.retention)}s` },
+      files: [
+        { path: `${etc}/prometheus.yml`, content: renderPrometheusConfig(input), mode: 0o644, secret: false },
+        { path: `${etc}/rules.yml`, content: renderAlertRules(alerts, spec.monitoring.scrapeInterval), mode: 0o644, secret: false },
+        { path: `${etc}/postgres-queries.yml`, content: renderPostgresQueries(), mode: 0o644, secret: false },
+        { path: `${etc}/exporters.jsonl`, content: renderExporters(exporters), mode: 0o644, secret: false },
+        secretFile(ROLES.monitor, secrets.postgresMonitorPassword),
+        ...(input.redis.length ? [{ path: `${ETC}/secrets/redis-monitor.json`, content: renderRedisPasswordMap(input.redis, secrets.redisMonitorPassword), mode: 0o600, secret: true }] : []),
+      ],
+      volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/prometheus", retainOnDestroy: false }],
+      ports: [{ name: "prometheus", containerPort: PROMETHEUS_PORT, hostPort: spec.docker.basePort + 40 }],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 30 },
+      memoryBytes: spec.monitoring.node.memory,
+      cpus: spec.monitoring.node.cpus,
+      ipv4Address: monitoringAddress,
+      // Last: it scrapes every other node; started before them it would only record their bring-up.
+      dependsOn: nodes.map((n) => n.name),
+      stopTimeoutSeconds: 10,
+    });
+    // Published on docker.publishAddress (loopback by default): the URL an operator opens on the host.
+    facts.monitoring = { node: name, prometheus: `http://${spec.docker.publishAddress}:${spec.docker.basePort + 40}`, alerts: alerts.map((a) => a.alert) };
+  }
+
   return {
     stack: spec.stack,
     prefix,
@@ -419,6 +494,13 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     labels: { "dev.homelab-data.stack": spec.stack, "dev.homelab-data.project": PROJECT },
     facts,
   };
+}
+
+/** Bytes of a PostgreSQL memory setting as the tuner writes it ("1024MB": PostgreSQL's units are powers of 1024). */
+function pgMemoryBytes(setting: string, value: string | undefined): number {
+  const m = /^(\d+)(kB|MB|GB|TB)$/.exec(value ?? "");
+  if (!m) throw new Error(`plan: ${setting} is ${JSON.stringify(value)}; expected a whole number with kB, MB, GB or TB`);
+  return Number(m[1]) * 1024 ** (["kB", "MB", "GB", "TB"].indexOf(m[2] as string) + 1);
 }
 
 /** Password file path by role, taken from the secret files a node gets (role -> file basename). */
@@ -448,6 +530,8 @@ export function backupCrontab(spec: HomelabSpec): string {
   ];
   if (s.schedules.incr) lines.push(`${s.schedules.incr} ${run("incr")}`);
   if (s.restoreTest.enabled) lines.push(restoreTestCronLine(spec));
+  // pgBackRest's state for the monitoring node's alerts, through node_exporter's textfile collector (ADR 0016).
+  if (spec.monitoring.enabled) lines.push("* * * * * homelab-pgbackrest-metrics");
   return `${lines.join("\n")}\n`;
 }
 

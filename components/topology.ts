@@ -80,6 +80,8 @@ export const topologySchema = z.object({
     repo2: z.object({ type: z.literal("sftp"), host: name, path: name, node: name.optional() }).optional(),
   }),
   redis: z.object({ appUser: name, adminUser: name, healthUser: name, passwordFiles: z.record(z.string(), name) }).optional(),
+  /** The monitoring node (ADR 0016): Prometheus' URL on the host (published on docker.publishAddress) and the alerts it evaluates. */
+  monitoring: z.object({ node: name, prometheus: z.url(), alerts: z.array(name) }).optional(),
   objectives: z.object({
     failover: z.object({ rpoWrites: z.number().int().nonnegative(), rpo: seconds.optional(), rto: seconds, redundancyRestored: seconds }),
     backupRestore: objectivePair,
@@ -98,7 +100,7 @@ export type { NodeHandle };
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const sameHandle: Same<z.infer<typeof handleSchema>, NodeHandle> = true;
 const sameContainer: Same<z.infer<typeof containerSchema>, ContainerSpec> = true;
-const sameFacts: Same<Pick<Topology, "postgres" | "pgbackrest" | "redis">, PlanFacts> = true;
+const sameFacts: Same<Pick<Topology, "postgres" | "pgbackrest" | "redis" | "monitoring">, PlanFacts> = true;
 void [sameHandle, sameContainer, sameFacts];
 
 /** The handle of each node as the docker platform names containers (what the e2e harness makes). */

@@ -4,10 +4,11 @@
 #   homelab/redis:7      components/redis/image     (BASE_IMAGE debian:bookworm-slim)
 #   homelab/duckdb:1     components/duckdb/image    (BASE_IMAGE debian:bookworm-slim), when its Dockerfile exists
 #   homelab/sftp:1       components/pgbackrest/sftp-image (BASE_IMAGE debian:bookworm-slim): repo2's stand-in NAS
+#   homelab/monitoring:1 components/monitoring/image (BASE_IMAGE debian:trixie-slim): Prometheus + exporters
 # The base images are made first when missing (scripts/make-base-images.sh: debootstrap + docker import).
 # Re-runs are fast no-ops thanks to docker's layer cache. Prints timings and sizes.
 #
-# Usage: scripts/build-images.sh [--no-cache] [--pull-base] [postgres|redis|duckdb|sftp ...]
+# Usage: scripts/build-images.sh [--no-cache] [--pull-base] [postgres|redis|duckdb|sftp|monitoring ...]
 #   --no-cache    rebuild every layer (security updates from the Debian mirror)
 #   --pull-base   use registry base images instead (docker pull debian:*-slim) when a registry is reachable
 # Env: TRIXIE_BASE / BOOKWORM_BASE override the base image names; HOMELAB_IMAGE_NAMESPACE (default homelab)
@@ -33,11 +34,11 @@ for arg in "$@"; do
     --no-cache) NO_CACHE=(--no-cache) ;;
     --pull-base) PULL_BASE=1 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    postgres|redis|duckdb|sftp) WANT+=("$arg") ;;
+    postgres|redis|duckdb|sftp|monitoring) WANT+=("$arg") ;;
     *) die "unknown argument '$arg'" ;;
   esac
 done
-[ "${#WANT[@]}" -gt 0 ] || WANT=(postgres redis duckdb sftp)
+[ "${#WANT[@]}" -gt 0 ] || WANT=(postgres redis duckdb sftp monitoring)
 wants() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 docker info >/dev/null 2>&1 || die "docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unset})"
@@ -46,7 +47,7 @@ T_ALL="$(now)"
 
 # ------------------------------------------------------------------------------------------- base images
 suites=()
-if wants postgres; then suites+=(trixie); fi
+if wants postgres || wants monitoring; then suites+=(trixie); fi
 if wants redis || wants duckdb || wants sftp; then suites+=(bookworm); fi
 if [ "$PULL_BASE" = 1 ]; then
   for s in "${suites[@]}"; do
@@ -89,6 +90,9 @@ if wants redis; then
 fi
 if wants sftp; then
   build sftp "$NS/sftp:1" "$ROOT/components/pgbackrest/sftp-image" "$BOOKWORM_BASE"
+fi
+if wants monitoring; then
+  build monitoring "$NS/monitoring:1" "$ROOT/components/monitoring/image" "$TRIXIE_BASE"
 fi
 if wants duckdb; then
   DDIR="$ROOT/components/duckdb/image"

@@ -75,7 +75,7 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 # What the VM needs to boot and be reached, then the tier (the same packages as the container images:
 # components/postgres/image/Dockerfile, components/redis/image/Dockerfile).
 BOOT_PACKAGES="linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus e2fsprogs openssh-server ca-certificates iproute2 procps less"
-TIER_PACKAGES="postgresql-17 pgbackrest redis-server openssl"
+TIER_PACKAGES="postgresql-17 pgbackrest redis-server openssl prometheus-node-exporter"
 PACKAGES="$BOOT_PACKAGES $TIER_PACKAGES ${HLVM_EXTRA_PACKAGES:-}"
 
 case "$SOURCE" in

@@ -292,6 +292,36 @@ const duckdb = z
   .strict()
   .prefault({});
 
+// The monitoring node (issue 12, ADR 0016): Prometheus and its exporters. The alert thresholds follow the
+// objectives above; these keys are only what the objectives do not say.
+const monitoring = z
+  .object({
+    /** Run the monitoring node (default true; the e2e specs turn it off unless a test is about it). */
+    enabled: z.boolean().default(true),
+    /** How often Prometheus scrapes and evaluates the rules. */
+    scrapeInterval: durationSeconds.prefault("15s"),
+    /** How long Prometheus keeps samples (storage.tsdb.retention.time). */
+    retention: durationSeconds.prefault("7d"),
+    alerts: z
+      .object({
+        /** How long a fast signal (archiving, streaming, lag, slot, Redis persistence) holds before it fires. */
+        pendingFor: durationSeconds.prefault("1min"),
+        /** Share of a filesystem in use above which HomelabDiskFilling fires. */
+        diskUsedRatio: z.number().gt(0).lt(1).default(0.85),
+        /** Share of max_slot_wal_keep_size a replication slot may hold before HomelabSlotWalRetained fires. */
+        slotWalRetainedRatio: z.number().gt(0).lt(1).default(0.8),
+        /** A drill that ran once must run again within this (HomelabDrillOverdue). */
+        drillMaxAge: durationSeconds.prefault("8d"),
+        /** Replication lag that fires HomelabReplicationLagHigh; default objectives.failover.rpo, else postgres.archiveTimeout. */
+        replicationLagMax: durationSeconds.optional(),
+      })
+      .strict()
+      .prefault({}),
+    node: nodeResources({ memory: "192MiB", cpus: 1, storage: "ssd" }),
+  })
+  .strict()
+  .prefault({});
+
 const objectives = z
   .object({
     failover: z
@@ -394,6 +424,7 @@ export const homelabConfigSchema = z
     pgbackrest,
     redis,
     duckdb,
+    monitoring,
     objectives,
   })
   .strict()
@@ -410,7 +441,7 @@ export const homelabConfigSchema = z
         message: `PostgreSQL with archiving and replication needs at least ${formatBytes(MIN_POSTGRES_MEMORY_BYTES)}`,
       });
     }
-    for (const key of ["pgbackrest", "redis", "duckdb"] as const) {
+    for (const key of ["pgbackrest", "redis", "duckdb", "monitoring"] as const) {
       if (spec[key].node.memory < MIN_NODE_MEMORY_BYTES) {
         ctx.addIssue({ code: "custom", path: [key, "node", "memory"], input: formatBytes(spec[key].node.memory), message: `expected at least ${formatBytes(MIN_NODE_MEMORY_BYTES)}` });
       }
@@ -438,11 +469,15 @@ export const homelabConfigSchema = z
       const notYet: [string[], unknown, string][] = [
         [["redis", "enabled"], spec.redis.enabled, "Redis"],
         [["duckdb", "enabled"], spec.duckdb.enabled, "the DuckDB host"],
+        [["monitoring", "enabled"], spec.monitoring.enabled, "the monitoring node"],
         [["pgbackrest", "repo2"], spec.pgbackrest.repo2 !== undefined && spec.pgbackrest.repo2.sftp.host === undefined, "the stand-in repo2 SFTP node"],
       ];
       for (const [key, on, what] of notYet) {
         if (on) ctx.addIssue({ code: "custom", path: key, input: true, message: `platform libvirt builds PostgreSQL and the backup repository as VMs; ${what} is not built on VMs yet: set it to false / leave it out, or use platform docker` });
       }
+    }
+    if (spec.monitoring.scrapeInterval < 1) {
+      ctx.addIssue({ code: "custom", path: ["monitoring", "scrapeInterval"], input: spec.monitoring.scrapeInterval, message: "expected at least 1s" });
     }
     if (spec.pgbackrest.restoreTest.budget < 60) {
       ctx.addIssue({ code: "custom", path: ["pgbackrest", "restoreTest", "budget"], input: spec.pgbackrest.restoreTest.budget, message: "expected at least 1min (a restore, a start and amcheck of even an empty cluster take seconds)" });
@@ -490,5 +525,7 @@ export const SECRET_KEYS = {
   tls: "pgBackRest TLS material (CA + per-node certificates and keys, JSON)",
   repo2CipherPass: "passphrase of repo2's aes-256-cbc encryption (repo2-cipher-pass; without it repo2 cannot be restored)",
   repo2Ssh: "SSH keys of repo2 over SFTP (JSON: pgBackRest's login key pair, the stand-in server's host key pair)",
+  postgresMonitorPassword: "password of the PostgreSQL monitor role postgres_exporter logs in with (pg_monitor)",
+  redisMonitorPassword: "password of the Redis monitor user redis_exporter logs in with (INFO, CONFIG GET)",
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;

@@ -2,7 +2,7 @@
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
 
-export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp"] as const;
+export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp", "monitoring"] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
 export interface ImageRef {
@@ -108,6 +108,8 @@ export interface PlanFacts {
   };
   /** Present when Redis is part of the stack. */
   redis?: { appUser: string; adminUser: string; healthUser: string; passwordFiles: Record<string, string> };
+  /** Present when the stack runs a monitoring node (issue 12, ADR 0016). */
+  monitoring?: { node: string; prometheus: string; alerts: string[] };
 }
 
 export interface HomelabPlan {

@@ -51,8 +51,13 @@ export interface HbaInput {
    * pgBackRest TLS client, not a PostgreSQL client, and needs no rule.
    */
   replicaAddresses: string[];
-  /** Role used by metrics exporters, allowed from allowedClientCidrs to every database. */
+  /** Role used by metrics exporters, allowed from allowedClientCidrs to every database (or as monitoringAddresses narrows it). */
   monitoringRole?: string;
+  /**
+   * Where monitoringRole connects from, when known (the stack's monitoring node): then it may open only the
+   * "postgres" database and only from these addresses, instead of every database from allowedClientCidrs.
+   */
+  monitoringAddresses?: string[];
   /** OS user (and role) that gets peer access on the socket; only "postgres". */
   localSuperuser?: "postgres";
   /** hostssl instead of host for every network rule; default false (homelab LAN, scram-sha-256 protects the password). */
@@ -188,6 +193,8 @@ export function planHba(input: HbaInput): HbaRule[] {
   }
   const clients = cidrList(problems, "allowedClientCidrs", input.allowedClientCidrs, false);
   const replicas = cidrList(problems, "replicaAddresses", input.replicaAddresses, false);
+  const monitoringFrom = input.monitoringAddresses === undefined ? undefined : cidrList(problems, "monitoringAddresses", input.monitoringAddresses, false);
+  if (monitoringFrom && input.monitoringRole === undefined) problems.push("monitoringAddresses: given without monitoringRole; expected both or neither");
 
   const taken = new Map<string, string>(); // role name -> field that uses it
   const claim = (field: string, name: string) => {
@@ -270,8 +277,8 @@ export function planHba(input: HbaInput): HbaRule[] {
   });
   if (input.monitoringRole !== undefined) {
     const monitoringRole = input.monitoringRole;
-    clients.forEach((address, i) => {
-      rules.push({ type: hostType, databases: ["all"], users: [monitoringRole], address, method: "scram-sha-256", comment: i === 0 ? "monitoring" : undefined });
+    (monitoringFrom ?? clients).forEach((address, i) => {
+      rules.push({ type: hostType, databases: monitoringFrom ? ["postgres"] : ["all"], users: [monitoringRole], address, method: "scram-sha-256", comment: i === 0 ? (monitoringFrom ? "monitoring, only from the monitoring node" : "monitoring") : undefined });
     });
   }
   replicas.forEach((address, i) => {

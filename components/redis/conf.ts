@@ -108,7 +108,7 @@ export interface RedisConf {
 export const REDIS_DEFAULT_USER_LINE = "user default off resetpass ~* &* +@all";
 
 /** Least-privilege presets; see ROLE_RULES for the exact rules and why. */
-export type RedisAclRole = "app" | "replica" | "health" | "admin";
+export type RedisAclRole = "app" | "replica" | "health" | "admin" | "monitor";
 
 export interface RedisAclUser {
   /** User name: letters, digits, '.', '_', '-' (at most 64), not "default" (rendered by us, always off). */
@@ -165,6 +165,8 @@ export const REDIS_DEFAULTS = {
  *   Replicas"): PSYNC, REPLCONF, PING. No keys.
  * - health: PING only, for container health checks.
  * - admin: everything, for an operator at the console.
+ * - monitor: what redis_exporter reads (its README "Authenticating with Redis"): INFO, CONFIG GET, SLOWLOG,
+ *   LATENCY, CLIENT LIST; no keys, no writes.
  */
 function roleRules(role: RedisAclRole, keyPrefix: string): string[] {
   switch (role) {
@@ -176,10 +178,12 @@ function roleRules(role: RedisAclRole, keyPrefix: string): string[] {
       return ["resetkeys", "resetchannels", "-@all", "+ping"];
     case "admin":
       return ["~*", "&*", "+@all"];
+    case "monitor":
+      return ["resetkeys", "resetchannels", "-@all", "+ping", "+info", "+config|get", "+slowlog|get", "+slowlog|len", "+latency|latest", "+latency|histogram", "+client|list", "+select", "+cluster|info"];
   }
 }
 
-const ROLES: readonly RedisAclRole[] = ["app", "replica", "health", "admin"];
+const ROLES: readonly RedisAclRole[] = ["app", "replica", "health", "admin", "monitor"];
 const USER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const KEY_PREFIX_RE = /^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$/;
 const COMMAND_RULE_RE = /^[+-](?:@[a-z]+|[a-z][a-z0-9-]*(?:\|[a-z][a-z0-9-]*)?)$/;

@@ -134,6 +134,9 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
         "homelab-redis-primary <- homelab-redis",
         "homelab-duckdb-data <- homelab-duckdb",
         "homelab-duckdb <- homelab-duckdb",
+        "homelab-image-monitoring <- homelab",
+        "homelab-monitoring-data <- homelab-monitoring",
+        "homelab-monitoring <- homelab-monitoring",
       ]
         .map((l) => `command:local:Command ${l}`)
         .sort(),
@@ -274,7 +277,7 @@ describe("Homelab on the docker-cli platform (stack local)", () => {
   it("points every command at a remote engine with DOCKER_HOST", async () => {
     await build(localSpec({ docker: { host: "ssh://admin@nuc.lan" } }));
     const commands = recorder.resources.filter((r) => r.type === "command:local:Command");
-    expect(commands).toHaveLength(17);
+    expect(commands).toHaveLength(20);
     for (const r of commands) expect(r.inputs.environment, r.name).toEqual({ DOCKER_HOST: "ssh://admin@nuc.lan" });
     expect(recorder.resources.some((r) => r.type === "pulumi:providers:docker")).toBe(false);
   });

@@ -85,6 +85,10 @@ describe("Homelab on the docker-api platform (stack local)", () => {
         "homelab:duckdb:DuckDbHost homelab-duckdb <- homelab",
         "docker:index/volume:Volume homelab-duckdb-data <- homelab-duckdb",
         "docker:index/container:Container homelab-duckdb <- homelab-duckdb",
+        "docker:index/image:Image homelab-image-monitoring <- homelab",
+        "homelab:monitoring:MonitoringServer homelab-monitoring <- homelab",
+        "docker:index/volume:Volume homelab-monitoring-data <- homelab-monitoring",
+        "docker:index/container:Container homelab-monitoring <- homelab-monitoring",
       ].sort(),
     );
     // What the engine receives matches: every custom resource registered once, no provider for the local engine.
@@ -105,7 +109,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
   it("builds one local image per distinct ImageRef from its folder with the BASE_IMAGE arg, never pushed", async () => {
     await build(localSpec());
     const images = byType("docker:index/image:Image").map((r) => r.inputs);
-    expect(images).toHaveLength(3);
+    expect(images).toHaveLength(4);
     // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below); the local stack has none.
     for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp)) {
       expect(images.find((i) => i.imageName === ref.name)).toMatchObject({
@@ -129,6 +133,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
         "homelab-local-backup 172.28.0.20  192 192 1 30s",
         "homelab-local-redis 172.28.0.30 127.0.0.1:15452->6379 96 96 1 20s",
         "homelab-local-duckdb 172.28.0.40 127.0.0.1:15462->8080 256 256 1 60s",
+        "homelab-local-monitoring 172.28.0.45 127.0.0.1:15472->9090 192 192 1 30s",
       ].sort(),
     );
     expect(container("homelab-postgres-primary").inputs).toMatchObject({
@@ -161,6 +166,8 @@ describe("Homelab on the docker-api platform (stack local)", () => {
       "HOMELAB_APPLICATION_NAME=pg_1",
       "HOMELAB_STANZA=main",
       "HOMELAB_REPO_HOST=homelab-local-backup",
+      "HOMELAB_NODE_EXPORTER_PORT=9100",
+      "HOMELAB_METRICS_DIR=/var/lib/homelab/metrics",
     ]);
     expect(container("homelab-postgres-replica-1").inputs.envs).toEqual(expect.arrayContaining(["HOMELAB_ROLE=database", "HOMELAB_BOOTSTRAP_FROM=clone"]));
     expect(container("homelab-backup").inputs.envs).toContain("HOMELAB_ROLE=repository");
@@ -193,8 +200,8 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     const files = JSON.stringify(mod.plan.planHomelab(spec, secrets).nodes.map((n) => n.files));
     const carried = values.filter((v) => files.includes(v));
     // 4 PostgreSQL passwords, the Redis health, app and admin passwords (the redis drill reads the last two
-    // on the node), the TLS keys of pg-1, pg-2 and backup.
-    expect(carried).toHaveLength(4 + 3 + 3);
+    // on the node), the TLS keys of pg-1, pg-2 and backup, the two monitor passwords (the exporters' files).
+    expect(carried).toHaveLength(4 + 3 + 3 + 2);
     const everything = JSON.stringify(recorder.resources.map((r) => r.inputs));
     for (const v of carried) expect(everything.includes(v), v).toBe(true);
   });
@@ -268,7 +275,10 @@ describe("Homelab on the docker-api platform (stack local)", () => {
       "backup:backup-repository:homelab-local-backup",
       "redis:redis:homelab-local-redis",
       "duckdb:duckdb:homelab-local-duckdb",
+      "monitoring:monitoring:homelab-local-monitoring",
     ]);
+    expect(topology.monitoring).toMatchObject({ node: "monitoring", prometheus: "http://127.0.0.1:15472" });
+    expect(await promiseOf(lab.monitoring!.endpoint)).toMatchObject({ host: "172.28.0.45", port: 9090, published: { host: "127.0.0.1", port: 15472 } });
     expect(await isSecretOutput(lab.topology)).toBe(false);
     for (const v of secretValues(secrets)) expect(JSON.stringify(topology)).not.toContain(v);
     expect(await promiseOf(lab.postgres.primary)).toEqual({ node: "pg-1", hostname: "homelab-local-pg-1", host: "172.28.0.10", port: 5432, published: { host: "127.0.0.1", port: 15432 } });
@@ -303,16 +313,17 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     // The replica's redis.conf carries masterauth: still only inside a secret.
     expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
     expect(byType(CONTAINER).map((r) => r.name).sort()).toEqual(
-      ["homelab-backup", "homelab-duckdb", "homelab-postgres-primary", "homelab-postgres-replica-1", "homelab-postgres-replica-2", "homelab-redis-primary", "homelab-redis-replica"].sort(),
+      ["homelab-backup", "homelab-duckdb", "homelab-monitoring", "homelab-postgres-primary", "homelab-postgres-replica-1", "homelab-postgres-replica-2", "homelab-redis-primary", "homelab-redis-replica"].sort(),
     );
     const deps = ((recorder.optionsOf("homelab-redis-replica", CONTAINER).opts.dependsOn ?? []) as pulumi.Resource[]).map((r) => recorder.nameOf(r));
     expect(deps).toContain("homelab-redis-primary");
   });
 
-  it("leaves Redis and DuckDB out when disabled", async () => {
-    const { lab } = await build(localSpec({ redis: { enabled: false }, duckdb: { enabled: false } }));
+  it("leaves Redis, DuckDB and monitoring out when disabled", async () => {
+    const { lab } = await build(localSpec({ redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false } }));
     expect(lab.redis).toBeUndefined();
     expect(lab.duckdb).toBeUndefined();
+    expect(lab.monitoring).toBeUndefined();
     expect(byType(CONTAINER).map((r) => r.name).sort()).toEqual(["homelab-backup", "homelab-postgres-primary", "homelab-postgres-replica-1"]);
     expect(byType("docker:index/image:Image").map((r) => r.inputs.imageName)).toEqual(["homelab/postgres:17"]);
   });
@@ -347,7 +358,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
   });
 
   it("builds libvirt through its own platform (test/components/libvirt.test.ts), never a docker resource", async () => {
-    const spec = localSpec({ platform: "libvirt", libvirt: { subnet: "192.168.250.0/24" }, postgres: { allowedClientCidrs: ["192.168.250.0/24"] }, redis: { enabled: false }, duckdb: { enabled: false } });
+    const spec = localSpec({ platform: "libvirt", libvirt: { subnet: "192.168.250.0/24" }, postgres: { allowedClientCidrs: ["192.168.250.0/24"] }, redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false } });
     const lab = new mod.homelab.Homelab("homelab", { spec, secrets: pulumi.secret(fakeSecrets(spec)) }, { transformations: [recorder.transformation] });
     await settle(recorder);
     expect(lab.platform).toBe("libvirt");

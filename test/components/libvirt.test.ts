@@ -18,7 +18,7 @@ beforeEach(() => recorder.clear());
 const SUBNET = "192.168.250.0/24";
 function vmSpec(overrides: Record<string, unknown> = {}): HomelabSpec {
   return {
-    ...localSpec({ platform: "libvirt", libvirt: { subnet: SUBNET }, postgres: { allowedClientCidrs: [SUBNET] }, redis: { enabled: false }, duckdb: { enabled: false }, ...overrides }),
+    ...localSpec({ platform: "libvirt", libvirt: { subnet: SUBNET }, postgres: { allowedClientCidrs: [SUBNET] }, redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false }, ...overrides }),
     stack: "kvm",
   };
 }

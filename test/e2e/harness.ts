@@ -57,6 +57,8 @@ export function makeSecrets(spec: HomelabSpec): HomelabSecrets {
     tls: generateTlsBundle(hostnames),
     repo2CipherPass: generatePassword(),
     repo2Ssh: generateSftpKeys(spec.stack),
+    postgresMonitorPassword: generatePassword(),
+    redisMonitorPassword: generatePassword(),
   };
 }
 
@@ -77,6 +79,8 @@ export function e2eSpec(stack: string, overrides: Record<string, unknown> = {}, 
     pgbackrest: { node: { memory: "192MiB" } },
     redis: { maxmemory: "48MiB", node: { memory: "96MiB" } },
     duckdb: { syncInterval: "1h", node: { memory: "256MiB" } },
+    // Off unless a test is about it (test/e2e/monitoring.test.ts): the other e2e files do not pay for it.
+    monitoring: { enabled: false },
   };
   return validateConfig(stack, deepMerge(base, overrides));
 }

@@ -84,7 +84,8 @@ describe("homelab validate / render", () => {
     const r = homelab("render", "--stack", "good", "--stacks-dir", dir, "--out", out);
     expect(r.code).toBe(0);
     const nodes = readdirSync(out).filter((f) => f.startsWith("homelab-good-")).sort();
-    expect(nodes).toEqual(["homelab-good-backup", "homelab-good-duckdb", "homelab-good-pg-1", "homelab-good-pg-2", "homelab-good-redis", "homelab-good-redis-replica"]);
+    expect(nodes).toEqual(["homelab-good-backup", "homelab-good-duckdb", "homelab-good-monitoring", "homelab-good-pg-1", "homelab-good-pg-2", "homelab-good-redis", "homelab-good-redis-replica"]);
+    for (const f of ["prometheus.yml", "rules.yml", "postgres-queries.yml", "exporters.jsonl"]) expect(readdirSync(path.join(out, "homelab-good-monitoring/monitoring"))).toContain(f);
     for (const pgNode of ["homelab-good-pg-1", "homelab-good-pg-2"]) {
       for (const f of ["postgresql.conf", "pg_hba.conf", "pgbackrest.conf"]) expect(readdirSync(path.join(out, pgNode))).toContain(f);
     }

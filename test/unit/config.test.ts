@@ -20,7 +20,7 @@ function problemsOf(fn: () => unknown): string[] {
 }
 
 describe("stack config schema: platform libvirt", () => {
-  const vm = { platform: "libvirt", libvirt: {}, redis: { enabled: false }, duckdb: { enabled: false } };
+  const vm = { platform: "libvirt", libvirt: {}, redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false } };
   it("fills the libvirt defaults: the local hypervisor, software emulation, a 4GiB data disk", () => {
     const spec = validateConfig("kvm", vm);
     expect(spec.libvirt).toEqual({ uri: "qemu:///system", subnet: "192.168.251.0/24", emulation: "qemu", imageDir: "/var/lib/libvirt/images", dataDiskBytes: 4 * 1024 ** 3, bootTimeoutSeconds: 600, readyTimeoutSeconds: 1800 });
@@ -37,6 +37,7 @@ describe("stack config schema: platform libvirt", () => {
     expect(notYet).toEqual([
       "homelab-data:redis.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; Redis is not built on VMs yet: set it to false / leave it out, or use platform docker",
       "homelab-data:duckdb.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; the DuckDB host is not built on VMs yet: set it to false / leave it out, or use platform docker",
+      "homelab-data:monitoring.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; the monitoring node is not built on VMs yet: set it to false / leave it out, or use platform docker",
     ]);
   });
   it("accepts the committed kvm stack", () => {

@@ -11,7 +11,7 @@ import { APPLY_PATH, envFile, machineFiles, machineSpecOf, machineTar, remoteApp
 import { redactedSecrets } from "../../components/secrets.ts";
 import { PROJECT_ROOT } from "../../components/platform/docker-cmd.ts";
 
-const spec = validateConfig("kvm", { platform: "libvirt", libvirt: { subnet: "192.168.250.0/24" }, postgres: { replicas: 1, allowedClientCidrs: ["192.168.250.0/24"] }, redis: { enabled: false }, duckdb: { enabled: false } });
+const spec = validateConfig("kvm", { platform: "libvirt", libvirt: { subnet: "192.168.250.0/24" }, postgres: { replicas: 1, allowedClientCidrs: ["192.168.250.0/24"] }, redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false } });
 const plan = planHomelab(spec, redactedSecrets());
 const pg1 = plan.nodes.find((n) => n.name === "pg-1")!;
 const machine = machineSpecOf(plan, pg1, stackSshTarget("kvm", pg1.ipv4Address, { HOME: "/home/u" }), { dataDevice: "/dev/disk/by-id/virtio-hlvm-data", readyTimeoutSeconds: 900 });

@@ -222,7 +222,7 @@ describe("the early bootstrap check with repo2", () => {
 describe("homelab init --rotate and repo2's passphrase", () => {
   it("rotates every secret but an existing repo2 passphrase; generates only what is missing otherwise", async () => {
     const { secretsToGenerate } = await import("../../cli/stack-commands.ts");
-    const all = ["postgresSuperuserPassword", "postgresAppPassword", "postgresReplicationPassword", "postgresReadonlyPassword", "redisAppPassword", "redisReplicaPassword", "redisHealthPassword", "redisAdminPassword", "tls", "repo2CipherPass", "repo2Ssh"] as const;
+    const all = ["postgresSuperuserPassword", "postgresAppPassword", "postgresReplicationPassword", "postgresReadonlyPassword", "redisAppPassword", "redisReplicaPassword", "redisHealthPassword", "redisAdminPassword", "tls", "repo2CipherPass", "repo2Ssh", "postgresMonitorPassword", "redisMonitorPassword"] as const;
     const rotated = secretsToGenerate([...all], true);
     expect(rotated.kept).toEqual(["repo2CipherPass"]);
     expect(rotated.generate).toEqual(all.filter((k) => k !== "repo2CipherPass"));

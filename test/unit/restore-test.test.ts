@@ -100,7 +100,8 @@ describe("the repository host's crontab", () => {
   it("homelab-cron reads it and fires the test on Sunday 05:00 UTC, not at the 03:00 backup nor on Monday", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "restore-test-cron-"));
     const file = path.join(dir, "crontab");
-    writeFileSync(file, backupCrontab(validateConfig("t", {})));
+    // Without the monitoring node's every-minute metrics line, which would match every minute below.
+    writeFileSync(file, backupCrontab(validateConfig("t", { monitoring: { enabled: false } })));
     const run = (...args: string[]) => spawnSync("perl", [HOMELAB_CRON, ...args], { encoding: "utf8", env: { ...process.env, TZ: "UTC" } });
     expect(run("--check", file).stdout.trim()).toBe("3 job(s)");
     const at = (iso: string) => run("--match", file, String(Date.parse(iso) / 1000)).stdout.trim();

@@ -57,6 +57,7 @@ describe.runIf(status.ok)("the kvm stack: up, failover drill, idempotent up, dow
           "homelab-data:pgbackrest": { node: { memory: "192MiB" } },
           "homelab-data:redis": { enabled: false },
           "homelab-data:duckdb": { enabled: false },
+          "homelab-data:monitoring": { enabled: false },
           "homelab-data:objectives": { failover: { rpoWrites: 0, rto: "30s", redundancyRestored: "600s" } },
         },
       }),

@@ -50,6 +50,7 @@ esac
 PG_PID=""
 BR_PID=""
 CRON_PID=""
+NE_PID=""
 STOPPING=0
 
 on_signal() {
@@ -61,6 +62,7 @@ on_signal() {
   [ -n "$PG_PID" ] && kill "-$PG_STOP_SIGNAL" "$PG_PID" 2>/dev/null || true
   [ -n "$BR_PID" ] && kill -TERM "$BR_PID" 2>/dev/null || true
   [ -n "$CRON_PID" ] && kill -TERM "$CRON_PID" 2>/dev/null || true
+  [ -n "$NE_PID" ] && kill -TERM "$NE_PID" 2>/dev/null || true
   rm -f "$READY_FILE"
 }
 trap 'on_signal TERM' TERM
@@ -84,6 +86,19 @@ start_cron() {
   "${AS_POSTGRES[@]}" homelab-cron "$PGBR_CRONTAB" &
   CRON_PID=$!
   log "homelab-cron started for $PGBR_CRONTAB (pid $CRON_PID)"
+}
+
+# With HOMELAB_NODE_EXPORTER_PORT (the stack runs a monitoring node, ADR 0016): node_exporter with only the
+# filesystem (data volumes filling) and textfile (homelab-pgbackrest-metrics on the repository host) collectors.
+start_node_exporter() {
+  [ -n "${HOMELAB_NODE_EXPORTER_PORT:-}" ] || return 0
+  local dir="${HOMELAB_METRICS_DIR:-/var/lib/homelab/metrics}"
+  install -d -o postgres -g postgres -m 0755 "$dir"
+  "${AS_POSTGRES[@]}" prometheus-node-exporter --web.listen-address=":$HOMELAB_NODE_EXPORTER_PORT" \
+    --collector.disable-defaults --collector.filesystem --collector.textfile \
+    --collector.textfile.directory="$dir" --log.level=warn &
+  NE_PID=$!
+  log "node_exporter started on :$HOMELAB_NODE_EXPORTER_PORT (pid $NE_PID)"
 }
 
 start_postgres() {
@@ -125,6 +140,13 @@ supervise() {
         sleep 2
         start_pgbackrest_server
       fi
+    elif [ "$done_pid" = "$NE_PID" ]; then
+      NE_PID=""
+      if [ "$STOPPING" = 0 ]; then
+        warn "node_exporter exited (rc=$rc); restarting it in 10s"
+        sleep 10
+        start_node_exporter
+      fi
     elif [ "$done_pid" = "$CRON_PID" ]; then
       CRON_PID=""
       if [ "$STOPPING" = 0 ]; then
@@ -136,7 +158,7 @@ supervise() {
   done
   rm -f "$READY_FILE"
   local p
-  for p in "$BR_PID" "$CRON_PID"; do
+  for p in "$BR_PID" "$CRON_PID" "$NE_PID"; do
     [ -n "$p" ] && [ "$p" != "$main_pid" ] || continue
     kill -TERM "$p" 2>/dev/null
     wait "$p" 2>/dev/null
@@ -530,6 +552,9 @@ role_repository() {
 }
 
 log "starting (image homelab/postgres, PostgreSQL $(postgres -V | awk '{print $3}'), $(/usr/bin/pgbackrest version))"
+case "$HOMELAB_ROLE" in
+  database|primary|primary-from-backup|replica|repository) start_node_exporter ;;
+esac
 case "$HOMELAB_ROLE" in
   database)
     case "${HOMELAB_BOOTSTRAP_FROM:-}" in

@@ -11,7 +11,8 @@ set -Eeuo pipefail
 PG_MAJOR="${PG_MAJOR:-17}"
 POSTGRES_UID="${POSTGRES_UID:-999}"
 POSTGRES_GID="${POSTGRES_GID:-999}"
-PACKAGES=("postgresql-${PG_MAJOR}" pgbackrest openssl ca-certificates procps iproute2)
+# prometheus-node-exporter: the textfile and filesystem collectors every node serves to the monitoring node (ADR 0016)
+PACKAGES=("postgresql-${PG_MAJOR}" pgbackrest openssl ca-certificates procps iproute2 prometheus-node-exporter)
 
 installed() {
   local p
@@ -64,6 +65,7 @@ files() {
   chmod 0644 /usr/local/lib/homelab/image.env
   bash -n /usr/local/bin/homelab-entrypoint
   perl -c /usr/local/bin/homelab-sync-roles
+  perl -c /usr/local/bin/homelab-pgbackrest-metrics
 }
 
 case "${1:-}" in

@@ -1,0 +1,153 @@
+// What the monitoring node runs, as files (issue 12, ADR 0016): Prometheus' scrape config, the exporters it
+// starts (one postgres_exporter per PostgreSQL node, one redis_exporter per Redis node) and the SQL those
+// exporters ask. Pure: plain values in, file contents out (yaml package); components/plan.ts places them.
+import { stringify } from "yaml";
+import { promDuration } from "./rules.ts";
+
+export const PROMETHEUS_PORT = 9090;
+/** node_exporter on every node built from homelab/postgres (textfile collector for pgBackRest state). */
+export const NODE_EXPORTER_PORT = 9100;
+const POSTGRES_EXPORTER_BASE_PORT = 9187;
+const REDIS_EXPORTER_BASE_PORT = 9121;
+
+export interface MonitoredPostgres {
+  /** Node name (pg-1): the `node` label of its series. */
+  node: string;
+  host: string;
+  port: number;
+}
+export interface MonitoredRedis {
+  node: string;
+  host: string;
+  port: number;
+}
+
+export interface MonitoringInput {
+  stack: string;
+  scrapeIntervalSeconds: number;
+  postgres: MonitoredPostgres[];
+  redis: MonitoredRedis[];
+  /** Nodes running node_exporter on NODE_EXPORTER_PORT (node name -> host). */
+  nodeExporters: { node: string; host: string }[];
+  /** The monitor roles' names, and where the PostgreSQL one's password file is on the monitoring node. */
+  postgresUser: string;
+  postgresPasswordFile: string;
+  redisUser: string;
+  /** Rule files Prometheus loads (paths on the monitoring node). */
+  ruleFiles: string[];
+}
+
+/** One exporter process the monitoring node's entrypoint starts: its argv (no secret in it) and its port. */
+export interface ExporterProcess {
+  name: string;
+  port: number;
+  argv: string[];
+  /** Non-secret environment: a DSN without password, the PASS_FILE path. */
+  env: Record<string, string>;
+}
+
+export function planExporters(m: MonitoringInput, paths: { postgresQueries: string; redisPasswordMap: string }): ExporterProcess[] {
+  const pg = m.postgres.map((p, i): ExporterProcess => {
+    const port = POSTGRES_EXPORTER_BASE_PORT + i;
+    return {
+      name: `postgres-exporter-${p.node}`,
+      port,
+      argv: ["prometheus-postgres-exporter", `--web.listen-address=:${port}`, `--extend.query-path=${paths.postgresQueries}`, "--no-collector.stat_bgwriter", "--log.level=warn"],
+      // postgres_exporter reads the password from DATA_SOURCE_PASS_FILE: only the file's path is in the env.
+      env: {
+        DATA_SOURCE_URI: `${p.host}:${p.port}/postgres?sslmode=disable&application_name=homelab_monitor`,
+        DATA_SOURCE_USER: m.postgresUser,
+        DATA_SOURCE_PASS_FILE: m.postgresPasswordFile,
+      },
+    };
+  });
+  const redis = m.redis.map((r, i): ExporterProcess => {
+    const port = REDIS_EXPORTER_BASE_PORT + i;
+    return {
+      name: `redis-exporter-${r.node}`,
+      port,
+      // -redis.password-file is a JSON map of address -> password (redis_exporter README "Authenticating").
+      argv: ["prometheus-redis-exporter", `-web.listen-address=:${port}`, `-redis.addr=redis://${r.host}:${r.port}`, `-redis.user=${m.redisUser}`, `-redis.password-file=${paths.redisPasswordMap}`],
+      env: {},
+    };
+  });
+  return [...pg, ...redis];
+}
+
+/** The JSON map redis_exporter's -redis.password-file reads: every Redis address -> the monitor password. */
+export function renderRedisPasswordMap(redis: MonitoredRedis[], password: string): string {
+  return `${JSON.stringify(Object.fromEntries(redis.map((r) => [`redis://${r.host}:${r.port}`, password])), null, 2)}\n`;
+}
+
+/** The exporters file the entrypoint reads: one JSON object per line (name, port, argv, env). */
+export function renderExporters(exporters: ExporterProcess[]): string {
+  return exporters.map((e) => JSON.stringify(e)).join("\n") + (exporters.length ? "\n" : "");
+}
+
+export function renderPrometheusConfig(m: MonitoringInput): string {
+  const interval = promDuration(m.scrapeIntervalSeconds);
+  const exporters = planExporters(m, { postgresQueries: "", redisPasswordMap: "" });
+  const target = (port: number) => `localhost:${port}`;
+  const pgJobs = m.postgres.map((p, i) => ({ targets: [target((exporters[i] as ExporterProcess).port)], labels: { node: p.node } }));
+  const redisJobs = m.redis.map((r, i) => ({ targets: [target((exporters[m.postgres.length + i] as ExporterProcess).port)], labels: { node: r.node } }));
+  const config = {
+    global: { scrape_interval: interval, evaluation_interval: interval, scrape_timeout: promDuration(Math.max(1, Math.min(10, m.scrapeIntervalSeconds - 1))), external_labels: { stack: m.stack } },
+    rule_files: m.ruleFiles,
+    scrape_configs: [
+      { job_name: "prometheus", static_configs: [{ targets: [target(PROMETHEUS_PORT)], labels: { node: "monitoring" } }] },
+      ...(pgJobs.length ? [{ job_name: "postgres", static_configs: pgJobs }] : []),
+      ...(redisJobs.length ? [{ job_name: "redis", static_configs: redisJobs }] : []),
+      ...(m.nodeExporters.length ? [{ job_name: "node", static_configs: m.nodeExporters.map((n) => ({ targets: [`${n.host}:${NODE_EXPORTER_PORT}`], labels: { node: n.node } })) }] : []),
+    ],
+  };
+  return `# Rendered by components/monitoring/prometheus.ts renderPrometheusConfig.\n${stringify(config, { lineWidth: 0 })}`;
+}
+
+/**
+ * postgres_exporter custom queries (--extend.query-path): exactly what the alert rules read. Each query runs
+ * on every node (primary or replica), so nothing here calls pg_current_wal_lsn() outside a CASE that
+ * excludes recovery. The monitor role is a member of pg_monitor (pg_ls_archive_statusdir, pg_stat_* rows).
+ */
+export function renderPostgresQueries(): string {
+  const gauge = (description: string) => ({ usage: "GAUGE", description });
+  const queries = {
+    homelab_pg_archiver: {
+      query: [
+        "SELECT a.archived_count, a.failed_count,",
+        "  (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name ~ '\\.ready$') AS ready_count,",
+        "  coalesce((SELECT extract(epoch FROM now() - min(modification)) FROM pg_ls_archive_statusdir() WHERE name ~ '\\.ready$'), 0) AS oldest_ready_age_seconds",
+        "FROM pg_stat_archiver a",
+      ].join(" "),
+      metrics: [
+        { archived_count: { usage: "COUNTER", description: "WAL files archived (pg_stat_archiver)" } },
+        { failed_count: { usage: "COUNTER", description: "Failed archive_command runs (pg_stat_archiver)" } },
+        { ready_count: gauge("Finished WAL segments waiting to be archived (.ready in pg_wal/archive_status)") },
+        { oldest_ready_age_seconds: gauge("Age of the oldest WAL segment waiting to be archived") },
+      ],
+    },
+    homelab_pg_recovery: {
+      query: "SELECT pg_is_in_recovery()::int AS in_recovery, (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming') AS wal_receiver_streaming",
+      metrics: [
+        { in_recovery: gauge("1 on a standby") },
+        { wal_receiver_streaming: gauge("1 when the WAL receiver streams from a primary") },
+      ],
+    },
+    homelab_pg_replication: {
+      query: "SELECT application_name, (state = 'streaming')::int AS streaming, coalesce(extract(epoch FROM flush_lag), 0) AS flush_lag_seconds FROM pg_stat_replication",
+      metrics: [
+        { application_name: { usage: "LABEL", description: "Standby's application_name" } },
+        { streaming: gauge("1 when this standby streams") },
+        { flush_lag_seconds: gauge("Time until a commit here is flushed on the standby (pg_stat_replication.flush_lag; 0 when caught up)") },
+      ],
+    },
+    homelab_pg_slot: {
+      query: "SELECT slot_name, active::int AS active, CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN 0 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) END AS retained_bytes FROM pg_replication_slots",
+      metrics: [
+        { slot_name: { usage: "LABEL", description: "Replication slot" } },
+        { active: gauge("1 when a standby uses the slot") },
+        { retained_bytes: gauge("WAL the slot keeps on this node") },
+      ],
+    },
+  };
+  return `# Rendered by components/monitoring/prometheus.ts renderPostgresQueries.\n${stringify(queries, { lineWidth: 0 })}`;
+}

@@ -1,0 +1,195 @@
+// The monitoring node on a real tier (issue 12, ADR 0016): Prometheus scrapes every exporter, no alert fires
+// on the healthy stack, and the alert twins of docs/drills.md fire on their faults: archive_command broken
+// -> HomelabArchivingFailing, the replica's WAL receiver stopped -> HomelabReplicaNotStreaming, each within
+// two scrape+evaluation cycles of its `for:` (plus what PostgreSQL itself takes to notice). Also measures
+// the memory monitoring adds (must stay <= 150 MiB). Stack e2e-monitoring on slot 10 (172.39.0.0/24).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { monitoringLine } from "../../cli/lifecycle-commands.ts";
+import { ALERT_NAMES } from "../../components/monitoring/index.ts";
+import { e2eSpec, ensureImages, leftovers, startTier, tierMemoryBytes, type Tier } from "./harness.ts";
+
+const STACK = "e2e-monitoring";
+const SCRAPE_SECONDS = 2;
+const PENDING_FOR_SECONDS = 6;
+const MEMORY_BUDGET_BYTES = 150 * 1024 ** 2;
+// Two scrape+evaluation cycles after `for:` (the acceptance bound), plus what the fault takes to show in
+// PostgreSQL itself (the archiver's first failed attempt, the WAL receiver's exit): measured, printed.
+const FIRE_BOUND_SECONDS = PENDING_FOR_SECONDS + 2 * (SCRAPE_SECONDS + SCRAPE_SECONDS);
+const SLACK_SECONDS = 10;
+let tier: Tier;
+let prometheus: string;
+const t0 = Date.now();
+let healthyFrom = 0;
+
+interface Sample { metric: Record<string, string>; value?: [number, string]; values?: [number, string][] }
+async function query(promql: string): Promise<Sample[]> {
+  const res = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(promql)}`);
+  const body = (await res.json()) as { status: string; data?: { result: Sample[] }; error?: string };
+  if (body.status !== "success") throw new Error(`prometheus: ${promql}: ${body.error}`);
+  return body.data?.result ?? [];
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+    await sleep(500);
+  }
+}
+/** Firing alerts with these names, by Prometheus' own ALERTS series. */
+async function firing(alert: string): Promise<Sample[]> {
+  return query(`ALERTS{alertname="${alert}",alertstate="firing"}`);
+}
+/** Seconds from the fault until the alert fires. */
+async function timeToFire(alert: string, injectedAt: number, keepBusy: () => Promise<void>): Promise<number> {
+  await until(`${alert} to fire`, (FIRE_BOUND_SECONDS + SLACK_SECONDS + 30) * 1000, async () => {
+    await keepBusy();
+    return (await firing(alert)).length > 0 ? true : undefined;
+  });
+  return (Date.now() - injectedAt) / 1000;
+}
+/** Some WAL and a segment switch on the primary, so the archiver has a finished segment to push. */
+async function walSwitch(): Promise<void> {
+  await tier.sql("pg-1", "CREATE TABLE IF NOT EXISTS monitoring_probe (at timestamptz); INSERT INTO monitoring_probe VALUES (now()); SELECT pg_switch_wal();");
+}
+
+describe("monitoring node on a real tier", () => {
+  beforeAll(async () => {
+    ensureImages();
+    // DuckDB is not monitored (no cheap sync-state metric yet): left out to keep the 2-core box for the rest.
+    tier = await startTier(e2eSpec(STACK, { monitoring: { enabled: true, scrapeInterval: `${SCRAPE_SECONDS}s`, alerts: { pendingFor: `${PENDING_FOR_SECONDS}s` } }, duckdb: { enabled: false } }, 10));
+    prometheus = tier.topology.monitoring?.prometheus as string;
+    healthyFrom = Date.now();
+    console.log(`[e2e] prometheus at ${prometheus}`);
+  }, 600_000);
+
+  afterAll(async () => {
+    await tier?.teardown();
+    expect(await leftovers(STACK)).toEqual([]);
+    console.log(`[e2e] monitoring total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }, 120_000);
+
+  it("scrapes every exporter: postgres (both nodes), redis, node_exporter with pgBackRest's textfile", async () => {
+    expect(prometheus).toBe(`http://127.0.0.1:${25432 + 10 * 100 + 40}`);
+    const targets = await until("every target up", 120_000, async () => {
+      const res = (await (await fetch(`${prometheus}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: Record<string, string>; health: string; lastError: string }[] } };
+      const t = res.data.activeTargets;
+      return t.length > 0 && t.every((x) => x.health === "up") ? t : undefined;
+    });
+    console.log(`[e2e] targets up: ${targets.map((t) => `${t.labels.job}/${t.labels.node}`).join(", ")}`);
+    expect(targets.map((t) => `${t.labels.job}/${t.labels.node}`).sort()).toEqual(["node/backup", "node/pg-1", "node/pg-2", "postgres/pg-1", "postgres/pg-2", "prometheus/monitoring", "redis/redis"]);
+    // The monitor roles log in (scram over the network, their own pg_hba rule; the redis ACL user).
+    let ups: string[] = [];
+    try {
+      await until("pg_up on both PostgreSQL nodes", 60_000, async () => {
+        const r = await query("pg_up");
+        ups = r.map((x) => `pg_up{node=${x.metric.node}}=${x.value?.[1]}`);
+        return r.length === 2 && r.every((x) => x.value?.[1] === "1") ? true : undefined;
+      });
+    } finally {
+      console.log(`[e2e] postgres_exporters' own view: ${ups.join(", ")}`);
+    }
+    // The replica streams, the primary reports it; the pgBackRest textfile (cron, every minute) shows the first full backup.
+    await until("replica streaming", 60_000, async () => ((await query('homelab_pg_recovery_wal_receiver_streaming{node="pg-2"} == 1')).length === 1 ? true : undefined));
+    const backups = await until("pgBackRest metrics", 90_000, async () => {
+      const r = await query("homelab_pgbackrest_backup_count");
+      return r.length > 0 && Number(r[0]?.value?.[1]) > 0 ? r : undefined;
+    });
+    console.log(`[e2e] pgBackRest backups seen by Prometheus: ${backups[0]?.value?.[1]}`);
+    expect((await query('homelab_pgbackrest_backup_newest_stop_timestamp_seconds{type="full"}')).length).toBe(1);
+    expect((await query("node_filesystem_size_bytes")).length).toBeGreaterThan(0);
+    healthyFrom = Date.now();
+  }, 300_000);
+
+  // Known defect (ADR 0016 "Not yet"): Debian's redis_exporter 1.69 does not apply -redis.password-file to
+  // its target (NOAUTH; the same ACL user logs in with -redis.password, which would put the secret in argv).
+  // Until that is solved Redis is scraped but not logged in to, and HomelabRedisPersistenceFailing is blind on
+  // a real stack. it.fails: this turns red the day the login works, so the note cannot outlive the defect.
+  it.fails("redis_exporter logs in as the monitor user (known defect: password file not applied)", async () => {
+    await until("redis_up", 20_000, async () => ((await query("redis_up == 1")).length === 1 ? true : undefined));
+  }, 60_000);
+
+  it("healthy stack: no alert fires while WAL is written and archived", async () => {
+    const rules = (await (await fetch(`${prometheus}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string; health: string }[] }[] } };
+    const loaded = rules.data.groups.flatMap((g) => g.rules);
+    expect(loaded.map((r) => r.name).sort()).toEqual([...ALERT_NAMES].sort());
+    expect(loaded.filter((r) => r.health !== "ok")).toEqual([]);
+    // Archiving works through several segment switches, and the alerts stay quiet over at least 3x `for:`.
+    for (let i = 0; i < 6; i++) {
+      await walSwitch();
+      await sleep(4000);
+    }
+    const windowSeconds = Math.ceil((Date.now() - healthyFrom) / 1000);
+    const fired = await query(`max_over_time(ALERTS{alertstate="firing"}[${windowSeconds}s])`);
+    const pending = await query(`max_over_time(ALERTS{alertstate="pending"}[${windowSeconds}s])`);
+    console.log(`[e2e] healthy window ${windowSeconds}s: ${fired.length} firing, ${pending.length} pending (${pending.map((p) => p.metric.alertname).join(", ") || "none"})`);
+    expect(fired.map((f) => f.metric)).toEqual([]);
+    expect(Number((await query("increase(homelab_pg_archiver_archived_count{node=\"pg-1\"}[1m])"))[0]?.value?.[1])).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("archive_command broken -> HomelabArchivingFailing fires", async () => {
+    await tier.sql("pg-1", "ALTER SYSTEM SET archive_command = 'false'");
+    await tier.sql("pg-1", "SELECT pg_reload_conf()");
+    const injectedAt = Date.now();
+    let last = 0;
+    const seconds = await timeToFire("HomelabArchivingFailing", injectedAt, async () => {
+      if (Date.now() - last > 3000) { last = Date.now(); await walSwitch(); }
+    });
+    const alert = (await firing("HomelabArchivingFailing"))[0];
+    console.log(`[e2e] HomelabArchivingFailing fired ${seconds.toFixed(1)}s after archive_command broke (for: ${PENDING_FOR_SECONDS}s, bound ${FIRE_BOUND_SECONDS}s + ${SLACK_SECONDS}s for PostgreSQL's archiver), on ${alert?.metric.node}`);
+    expect(alert?.metric).toMatchObject({ node: "pg-1", severity: "critical", stack: STACK });
+    expect(seconds).toBeLessThanOrEqual(FIRE_BOUND_SECONDS + SLACK_SECONDS);
+    await tier.sql("pg-1", "ALTER SYSTEM RESET archive_command");
+    await tier.sql("pg-1", "SELECT pg_reload_conf()");
+  }, 120_000);
+
+  it("replica's WAL receiver stopped -> HomelabReplicaNotStreaming fires", async () => {
+    // An empty primary_conninfo stops the WAL receiver for good (PostgreSQL 13+ reloads it): the standby
+    // falls back to restore_command, as it would when the primary is unreachable.
+    await tier.sql("pg-2", "ALTER SYSTEM SET primary_conninfo = ''");
+    await tier.sql("pg-2", "SELECT pg_reload_conf()");
+    const injectedAt = Date.now();
+    const seconds = await timeToFire("HomelabReplicaNotStreaming", injectedAt, async () => {});
+    const alert = (await firing("HomelabReplicaNotStreaming"))[0];
+    console.log(`[e2e] HomelabReplicaNotStreaming fired ${seconds.toFixed(1)}s after the WAL receiver was stopped (for: ${PENDING_FOR_SECONDS}s, bound ${FIRE_BOUND_SECONDS}s + ${SLACK_SECONDS}s), on ${alert?.metric.node}`);
+    expect(alert?.metric).toMatchObject({ node: "pg-2", severity: "critical", stack: STACK });
+    expect(seconds).toBeLessThanOrEqual(FIRE_BOUND_SECONDS + SLACK_SECONDS);
+  }, 120_000);
+
+  it("over the whole run only the injected faults fired", async () => {
+    const windowSeconds = Math.ceil((Date.now() - healthyFrom) / 1000) + 5;
+    const fired = await query(`max_over_time(ALERTS{alertstate="firing"}[${windowSeconds}s])`);
+    console.log(`[e2e] fired over ${windowSeconds}s: ${fired.map((f) => `${f.metric.alertname}{node=${f.metric.node}}`).join(", ")}`);
+    expect([...new Set(fired.map((f) => f.metric.alertname))].sort()).toEqual(["HomelabArchivingFailing", "HomelabReplicaNotStreaming"]);
+    // `homelab status` says the same: the URL and what fires now.
+    const line = await monitoringLine(prometheus);
+    console.log(`[e2e] homelab status: ${line}`);
+    expect(line).toMatch(new RegExp(`^monitoring: Prometheus ${prometheus}; FIRING: .*HomelabReplicaNotStreaming\\{node=pg-2\\}`));
+  });
+
+  it("monitoring adds at most 150 MiB of memory in use", async () => {
+    const mem = await tierMemoryBytes(STACK);
+    const monitoringNode = mem.perContainer[`homelab-${STACK}-monitoring`] ?? 0;
+    // node_exporter in each node of the postgres image: its resident set, read inside the node.
+    let nodeExporters = 0;
+    const perNode: string[] = [];
+    for (const node of ["pg-1", "pg-2", "backup"]) {
+      const r = await tier.exec(node, ["ps", "-o", "rss=", "-C", "prometheus-node-exporter"]);
+      const kib = r.stdout.split(/\s+/).filter(Boolean).reduce((a, b) => a + Number(b), 0);
+      nodeExporters += kib * 1024;
+      perNode.push(`${node} ${(kib / 1024).toFixed(1)} MiB`);
+    }
+    const total = monitoringNode + nodeExporters;
+    const mib = (b: number) => `${(b / 1024 ** 2).toFixed(1)} MiB`;
+    console.log(`[e2e] monitoring memory in use: monitoring node ${mib(monitoringNode)} (docker stats) + node_exporters ${mib(nodeExporters)} (${perNode.join(", ")}) = ${mib(total)} of ${mib(MEMORY_BUDGET_BYTES)}; whole stack ${mib(mem.total)}`);
+    expect(monitoringNode).toBeGreaterThan(0);
+    expect(total).toBeLessThanOrEqual(MEMORY_BUDGET_BYTES);
+  });
+});

@@ -1,0 +1,81 @@
+// The monitoring planners (components/monitoring): pure, so tested directly. promtool itself checks and
+// tests the rendered rules in test/engine/alert-rules.test.ts.
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { parse } from "yaml";
+import { describe, expect, it } from "vitest";
+import { validateConfig } from "../../components/config/index.ts";
+import { ALERT_NAMES, planAlertRules, runbookPath } from "../../components/monitoring/index.ts";
+import { planHomelab, redactedSecrets } from "../../components/plan.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const planOf = (config: Record<string, unknown>) => planHomelab(validateConfig("t", config), redactedSecrets());
+const file = (config: Record<string, unknown>, suffix: string) => planOf(config).nodes.find((n) => n.role === "monitoring")?.files.find((f) => f.path.endsWith(suffix))?.content as string;
+const rulesOf = (config: Record<string, unknown>) => (parse(file(config, "/rules.yml")) as { groups: { rules: { alert: string; expr: string; for: string; annotations: { runbook_url: string } }[] }[] }).groups[0]!.rules;
+
+describe("monitoring planners", () => {
+  it("every alert links a runbook that exists", () => {
+    for (const alert of ALERT_NAMES) expect(existsSync(path.join(ROOT, runbookPath(alert))), runbookPath(alert)).toBe(true);
+    expect(rulesOf({}).map((r) => r.annotations.runbook_url)).toEqual(ALERT_NAMES.map(runbookPath));
+  });
+
+  it("thresholds follow the stack's objectives, not constants", () => {
+    const byName = (config: Record<string, unknown>) => new Map(rulesOf(config).map((r) => [r.alert, r]));
+    const a = byName({});
+    const b = byName({ pgbackrest: { maxBackupAge: "2h" }, postgres: { archiveTimeout: "30s" }, objectives: { failover: { rpo: "5s" } }, monitoring: { alerts: { pendingFor: "20s", diskUsedRatio: 0.9 } } });
+    expect(a.get("HomelabBackupTooOld")?.expr).toContain("> 93600");
+    expect(b.get("HomelabBackupTooOld")?.expr).toContain("> 7200");
+    expect(a.get("HomelabArchivingFailing")?.expr).toContain("oldest_ready_age_seconds > 120");
+    expect(b.get("HomelabArchivingFailing")?.expr).toContain("oldest_ready_age_seconds > 60");
+    // failover.rpo when set, else archive_timeout
+    expect(a.get("HomelabReplicationLagHigh")?.expr).toBe("homelab_pg_replication_flush_lag_seconds > 60");
+    expect(b.get("HomelabReplicationLagHigh")?.expr).toBe("homelab_pg_replication_flush_lag_seconds > 5");
+    expect(a.get("HomelabReplicaNotStreaming")?.for).toBe("60s");
+    expect(b.get("HomelabReplicaNotStreaming")?.for).toBe("20s");
+    expect(b.get("HomelabDiskFilling")?.expr).toMatch(/> 0\.9$/);
+  });
+
+  it("refuses objectives it cannot turn into a rule, naming each", () => {
+    const ok = { stack: "t", maxBackupAgeSeconds: 1, archiveTimeoutSeconds: 1, replicationLagMaxSeconds: 1, maxSlotWalKeepSizeBytes: 1, slotWalRetainedRatio: 0.5, diskUsedRatio: 0.5, drillMaxAgeSeconds: 1, pendingForSeconds: 1 };
+    expect(() => planAlertRules({ ...ok, archiveTimeoutSeconds: 0, diskUsedRatio: 1 })).toThrow(/archiveTimeoutSeconds: got 0; expected a positive number; diskUsedRatio: got 1; expected a ratio below 1/);
+  });
+
+  it("scrapes every PostgreSQL and Redis node through its own exporter, and node_exporter on the postgres-image nodes", () => {
+    const prom = parse(file({ redis: { replica: true } }, "/prometheus.yml")) as { global: { scrape_interval: string }; scrape_configs: { job_name: string; static_configs: { targets: string[]; labels: { node: string } }[] }[] };
+    expect(prom.global.scrape_interval).toBe("15s");
+    const jobs = Object.fromEntries(prom.scrape_configs.map((j) => [j.job_name, j.static_configs.map((c) => `${c.labels.node}@${c.targets.join(",")}`)]));
+    expect(jobs).toEqual({
+      prometheus: ["monitoring@localhost:9090"],
+      postgres: ["pg-1@localhost:9187", "pg-2@localhost:9188"],
+      redis: ["redis@localhost:9121", "redis-replica@localhost:9122"],
+      node: ["pg-1@homelab-t-pg-1:9100", "pg-2@homelab-t-pg-2:9100", "backup@homelab-t-backup:9100"],
+    });
+  });
+
+  it("keeps the monitor passwords in secret files: never in the exporters' argv or env", () => {
+    const plan = planOf({});
+    const mon = plan.nodes.find((n) => n.role === "monitoring")!;
+    const exporters = mon.files.find((f) => f.path.endsWith("/exporters.jsonl"))!;
+    expect(exporters.content).not.toContain("REDACTED");
+    expect(exporters.content).toContain('"DATA_SOURCE_PASS_FILE":"/run/homelab-secrets/homelab_monitor.password"');
+    for (const f of mon.files) if (f.content.includes("REDACTED-")) expect(f.secret, f.path).toBe(true);
+    expect(mon.files.filter((f) => f.secret).map((f) => f.path)).toEqual(["/etc/homelab/secrets/homelab_monitor.password", "/etc/homelab/secrets/redis-monitor.json"]);
+    // pg_hba: the monitor role only from the monitoring node, scram, only the postgres database.
+    const hba = plan.nodes.find((n) => n.name === "pg-1")!.files.find((f) => f.path.endsWith("pg_hba.conf"))!.content;
+    expect(hba.split("\n").filter((l) => l.includes("homelab_monitor"))).toEqual([expect.stringMatching(/^host\s+postgres\s+homelab_monitor\s+172\.28\.0\.45\/32\s+scram-sha-256$/)]);
+    const acl = plan.nodes.find((n) => n.name === "redis")!.files.find((f) => f.path.endsWith("users.acl"))!.content;
+    expect(acl).toMatch(/^user monitor on resetpass #[0-9a-f]{64} resetkeys resetchannels -@all \+ping \+info \+config\|get/m);
+  });
+
+  it("without monitoring: no node, no monitor role, no node_exporter, no metrics cron line", () => {
+    const plan = planOf({ monitoring: { enabled: false } });
+    expect(plan.nodes.map((n) => n.role)).not.toContain("monitoring");
+    expect(JSON.stringify(plan.nodes)).not.toMatch(/homelab_monitor|HOMELAB_NODE_EXPORTER_PORT|homelab-pgbackrest-metrics/);
+    expect(plan.facts.monitoring).toBeUndefined();
+  });
+
+  it("reports a bad monitoring key naming the key, the value and what is accepted", () => {
+    expect(() => validateConfig("t", { monitoring: { alerts: { diskUsedRatio: 1.5 } } })).toThrow(/monitoring\.alerts\.diskUsedRatio/);
+    expect(() => validateConfig("t", { monitoring: { scrapeInterval: "soon" } })).toThrow(/monitoring\.scrapeInterval.*soon/);
+  });
+});
