@@ -106,8 +106,9 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     await build(localSpec());
     const images = byType("docker:index/image:Image").map((r) => r.inputs);
     expect(images).toHaveLength(3);
-    // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below); the local stack has none.
-    for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp)) {
+    // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below), homelab/postgres-ha:17 only
+    // postgres.ha: patroni stacks (ADR 0017); the local stack has neither.
+    for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp && r !== mod.plan.IMAGES.postgresHa)) {
       expect(images.find((i) => i.imageName === ref.name)).toMatchObject({
         imageName: ref.name,
         skipPush: true,
