@@ -1,5 +1,6 @@
 // HAProxy config of the stable endpoint in `postgres.ha: patroni` (ADR 0017). Pure. Two TCP listeners: the
-// primary port routes to the one node whose Patroni REST API answers 200 on /primary, the replicas port to
+// primary port routes to the one node whose Patroni REST API answers 200 on /primary (OPTIONS: no body, so
+// HAProxy closing the check connection early leaves no traceback in Patroni's log), the replicas port to
 // every node answering 200 on /replica (Patroni docs "REST API: health check endpoints"; the HAProxy
 // template in Patroni's repository, haproxy.cfg, is the pattern).
 export interface HaproxyInput {
@@ -17,7 +18,7 @@ export function renderHaproxyConf(input: HaproxyInput): string {
   const listen = (name: string, port: number, path: string) => [
     `listen ${name}`,
     `    bind *:${port}`,
-    `    option httpchk GET ${path}`,
+    `    option httpchk OPTIONS ${path}`,
     "    http-check expect status 200",
     // on-marked-down shutdown-sessions: clients of a demoted primary are cut at once, not left writing
     // into a node that refuses writes (or, partitioned, to a node that no longer holds the leader lock).

@@ -110,6 +110,10 @@ export function renderPatroniConf(input: PatroniConfInput): string {
     if (PATRONI_OWNED.has(key)) continue;
     (DCS_ONLY.has(key) ? dcsParameters : localParameters)[key] = unquote(value);
   }
+  // PostgreSQL 17 sleeps wal_retrieve_retry_interval (5s) between attempts to get WAL once streaming broke,
+  // and acts on a promote request only after that sleep (ADR 0009 measured it); 1s keeps the promotion
+  // inside its budget without calling archive-get ten times a second.
+  localParameters.wal_retrieve_retry_interval ??= "1s";
   const restoreCommand = input.settings.restore_command !== undefined ? unquote(input.settings.restore_command) : `pgbackrest --stanza=${input.stanza} archive-get %f "%p"`;
   const hbaLines = input.hba
     .split("\n")
@@ -145,7 +149,7 @@ export function renderPatroniConf(input: PatroniConfInput): string {
       data_dir: input.dataDir,
       bin_dir: input.binDir,
       // Patroni's own pgpass: ~/.pgpass stays the entrypoint's (pgBackRest, drills).
-      pgpass: "/run/homelab/patroni.pgpass",
+      pgpass: "/etc/patroni/pgpass",
       use_unix_socket: true,
       authentication: {
         superuser: input.superuser,
