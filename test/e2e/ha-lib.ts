@@ -1,11 +1,20 @@
 // Shared by test/e2e/ha-patroni.test.ts and bench/ha-failover.mts: the HA stack (postgres.ha: patroni, e2e
 // slot 11), and one unplanned failover as a client sees it through the stable primary endpoint.
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import { docker } from "../../components/platform/docker-node.ts";
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, lostAcks, type FailoverMeasurement } from "../../drills/lib/ha.ts";
 import pg from "pg";
-import { e2eSpec, type Tier } from "./harness.ts";
+import { ROOT, e2eSpec, type Tier } from "./harness.ts";
 
-export const HA_SLOT = 11;
+/** homelab/postgres-ha:17 is not among the images every run builds (only HA stacks use it): build it here. */
+export function ensureHaImage(): void {
+  execFileSync("bash", [path.join(ROOT, "scripts/build-images.sh"), "postgres-ha"], { stdio: ["ignore", "ignore", "inherit"], cwd: ROOT });
+}
+
+// e2e slot 11 (172.40.0.0/24); HA_E2E_SLOT moves it when an engine still holds slot 11's network (a Docker
+// engine can keep a stale endpoint on a network a container was disconnected from, so `network rm` fails).
+export const HA_SLOT = Number(process.env.HA_E2E_SLOT ?? 11);
 
 export function haSpec(stack = "ha-patroni", overrides: Record<string, unknown> = {}) {
   return e2eSpec(stack, {

@@ -7,13 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../components/platform/docker-node.ts";
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, splitBrainEvidence, summarizeRuns } from "../../drills/lib/ha.ts";
 import { leftovers, startTier, type Tier } from "./harness.ts";
-import { endpointQuery, haSpec, killPrimaryRun, leaderNode, members, nodeOfMember, waitFor, waitHealthyCluster, type KillRun } from "./ha-lib.ts";
+import { endpointQuery, ensureHaImage, haSpec, killPrimaryRun, leaderNode, members, nodeOfMember, waitFor, waitHealthyCluster, type KillRun } from "./ha-lib.ts";
 
 const RUNS = Number(process.env.HA_E2E_RUNS ?? 1);
 
 describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
   let tier: Tier;
   beforeAll(async () => {
+    ensureHaImage();
     tier = await startTier(haSpec());
   }, 300_000);
   afterAll(async () => {
@@ -24,7 +25,8 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
   it("routes the primary port to the leader and the replicas port to a standby; the topology names both endpoints", async () => {
     const m = await waitHealthyCluster(tier);
     expect(m.find((x) => x.Role === "Sync Standby"), JSON.stringify(m)).toBeDefined();
-    expect(tier.topology.postgres.endpoints).toEqual({ primary: { host: "127.0.0.1", port: 26542 }, replicas: { host: "127.0.0.1", port: 26543 } });
+    const base = tier.spec.docker.basePort;
+    expect(tier.topology.postgres.endpoints).toEqual({ primary: { host: "127.0.0.1", port: base + 10 }, replicas: { host: "127.0.0.1", port: base + 11 } });
     const leader = await leaderNode(tier);
     const leaderAddr = tier.plan.nodes.find((n) => n.name === leader)?.ipv4Address;
     const [p] = await endpointQuery<{ addr: string; ro: boolean }>(tier, "select host(inet_server_addr()) as addr, pg_is_in_recovery() as ro");
@@ -71,10 +73,12 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
       partitionAtMs = Date.now();
       await docker(["network", "disconnect", tier.plan.network.name, oldNode.hostname]);
       console.log(`[ha] partition: ${old} (the leader) disconnected from ${tier.plan.network.name} at ${new Date(partitionAtMs).toISOString()}`);
-      // The old primary cannot renew its leader lock: Patroni demotes it (read-only) once the lock is gone.
+      // The old primary cannot renew its leader lock: Patroni demotes it once the DCS has been unreachable
+      // for retry_timeout (it stops PostgreSQL, "demote offline", and starts it as a standby once it can
+      // reach etcd again). Demoted = no longer a writable primary: stopped or in recovery.
       await waitFor(`${old} demoted`, 90_000, async () => {
         const r = await docker(["exec", "-u", "postgres", oldNode.hostname, "psql", "-X", "-Atqc", "select pg_is_in_recovery()"], { allowFailure: true });
-        if (r.code === 0 && r.stdout.trim() === "t") return (demotedAtMs = Date.now());
+        if (r.code !== 0 || r.stdout.trim() === "t") return (demotedAtMs = Date.now());
         return undefined;
       }, 250);
       await waitFor("a write acknowledged by the new primary", 90_000, async () => ("problem" in failoverFromAcks(writer.acks, partitionAtMs) ? undefined : true), 100);
@@ -83,6 +87,7 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
       await writer.stop();
       local.kill("SIGKILL");
       await docker(["exec", oldNode.hostname, "pkill", "-f", "part-old"], { allowFailure: true });
+      if (partitionAtMs > 0) await docker(["network", "connect", "--ip", oldNode.ipv4Address, tier.plan.network.name, oldNode.hostname]);
     }
     const m = failoverFromAcks(writer.acks, partitionAtMs);
     if ("problem" in m) throw new Error(m.problem);
@@ -94,8 +99,7 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
     expect(e.overlapMs, "two primaries acknowledged writes at the same time").toBe(0);
     if (e.lastOldMs !== undefined) expect(e.lastOldMs).toBeLessThan(e.firstNewMs as number);
 
-    // Heal: the old primary rejoins as a standby of the new one.
-    await docker(["network", "connect", "--ip", oldNode.ipv4Address, tier.plan.network.name, oldNode.hostname]);
+    // Healed (network connected again above): the old primary rejoins as a standby of the new one.
     await waitFor(`${old} streaming as a standby after the partition heals`, 180_000, async () => {
       const me = (await members(tier)).find((x) => nodeOfMember(x.Member) === old);
       return me && me.Role !== "Leader" && me.State === "streaming" ? true : undefined;
