@@ -167,7 +167,9 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       ],
       readonlyRoles: spec.duckdb.enabled ? [{ name: ROLES.readonly, databases: [spec.postgres.database], addresses: [`${duckdbAddress}/32`] }] : [],
       replicationRole: ROLES.replication,
-      replicaAddresses: pgNames.map((_, i) => `${pgAddress(i)}/32`),
+      // Patroni on a standby also opens a replication connection to itself over 127.0.0.1 (its own timeline
+      // and LSN before a leader race): patroni mode only.
+      replicaAddresses: [...pgNames.map((_, i) => `${pgAddress(i)}/32`), ...(patroni ? ["127.0.0.1/32"] : [])],
     }),
   );
   const roles = [

@@ -12,12 +12,16 @@ export const PATRONI_MIN_TTL_SECONDS = 20;
 export const PATRONI_MIN_LOOP_WAIT_SECONDS = 1;
 export const PATRONI_MIN_RETRY_TIMEOUT_SECONDS = 3;
 // What a failover takes besides the leader lease running out and the standby's next HA cycle:
-// Patroni's promote (pg_ctl promote, then the leader key with the new timeline: about a second here), and
-// HAProxy noticing the new /primary (check inter 1s, rise 1: at most a second plus the check itself).
+// - the leader race: before taking the lock a standby asks every other member's REST API whether it is
+//   healthier (patroni/ha.py fetch_node_status, a 2 s timeout); a killed node's address does not answer, so
+//   this waits the whole 2 s (measured: lock taken 2.2 s after the lease expired, bench/ha-failover.mts);
+// - Patroni's promote (pg_ctl promote, the leader key with the new timeline: well under a second here);
+// - HAProxy noticing the new /primary (check inter 1s, rise 1: at most a second plus the check itself).
+export const LEADER_RACE_SECONDS = 2;
 export const PROMOTION_BUDGET_SECONDS = 2;
 export const ENDPOINT_BUDGET_SECONDS = 2;
-/** The lowest failover RTO objective Patroni can be tuned for: ttl 20 + loop_wait 1 + promotion + endpoint. */
-export const PATRONI_RTO_FLOOR_SECONDS = PATRONI_MIN_TTL_SECONDS + PATRONI_MIN_LOOP_WAIT_SECONDS + PROMOTION_BUDGET_SECONDS + ENDPOINT_BUDGET_SECONDS;
+/** The lowest failover RTO objective Patroni can be tuned for: ttl 20 + loop_wait 1 + race + promotion + endpoint. */
+export const PATRONI_RTO_FLOOR_SECONDS = PATRONI_MIN_TTL_SECONDS + PATRONI_MIN_LOOP_WAIT_SECONDS + LEADER_RACE_SECONDS + PROMOTION_BUDGET_SECONDS + ENDPOINT_BUDGET_SECONDS;
 
 export interface PatroniTiming {
   /** Leader lease: the primary must renew it within this, or a standby takes over (and the primary demotes). */
@@ -27,23 +31,23 @@ export interface PatroniTiming {
   /** DCS and PostgreSQL operation retry budget; Patroni's rule loop_wait + 2 * retry_timeout <= ttl. */
   retryTimeoutSeconds: number;
   /** Which part of the RTO objective each phase of an unplanned failover may use (worst case). */
-  budget: { leaseExpirySeconds: number; electionSeconds: number; promotionSeconds: number; endpointSeconds: number };
+  budget: { leaseExpirySeconds: number; electionSeconds: number; leaderRaceSeconds: number; promotionSeconds: number; endpointSeconds: number };
 }
 
 /**
  * ttl / loop_wait / retry_timeout from a failover RTO objective. The worst case of a killed primary: its lease
  * was renewed just before the kill and runs out after ttl; a standby acts on its next HA cycle (loop_wait:
  * Patroni's etcd3 watch usually wakes it at once), promotes, and HAProxy sees the new /primary. So
- * ttl = rto - promotion - endpoint - loop_wait, loop_wait about a tenth of what is left (Patroni's defaults
+ * ttl = rto - leader race - promotion - endpoint - loop_wait, loop_wait about a tenth of what is left (Patroni's defaults
  * 30/10/10 keep that ratio), at least 1, and ttl >= 20. retry_timeout as large as the rule allows, at most 10
  * (Patroni's default): a primary that cannot reach etcd within it demotes.
  * Returns the problem instead when the objective is below the floor.
  */
 export function planPatroniTiming(rtoSeconds: number): PatroniTiming | { problem: string } {
-  const spare = Math.floor(rtoSeconds) - PROMOTION_BUDGET_SECONDS - ENDPOINT_BUDGET_SECONDS;
+  const spare = Math.floor(rtoSeconds) - LEADER_RACE_SECONDS - PROMOTION_BUDGET_SECONDS - ENDPOINT_BUDGET_SECONDS;
   if (!Number.isFinite(rtoSeconds) || spare - PATRONI_MIN_LOOP_WAIT_SECONDS < PATRONI_MIN_TTL_SECONDS) {
     return {
-      problem: `Patroni cannot fail over within ${rtoSeconds}s: its ttl is at least ${PATRONI_MIN_TTL_SECONDS}s, so the floor is ${PATRONI_RTO_FLOOR_SECONDS}s (ttl ${PATRONI_MIN_TTL_SECONDS} + loop_wait ${PATRONI_MIN_LOOP_WAIT_SECONDS} + promotion ${PROMOTION_BUDGET_SECONDS} + endpoint check ${ENDPOINT_BUDGET_SECONDS}); expected at least ${PATRONI_RTO_FLOOR_SECONDS}s`,
+      problem: `Patroni cannot fail over within ${rtoSeconds}s: its ttl is at least ${PATRONI_MIN_TTL_SECONDS}s, so the floor is ${PATRONI_RTO_FLOOR_SECONDS}s (ttl ${PATRONI_MIN_TTL_SECONDS} + loop_wait ${PATRONI_MIN_LOOP_WAIT_SECONDS} + leader race ${LEADER_RACE_SECONDS} + promotion ${PROMOTION_BUDGET_SECONDS} + endpoint check ${ENDPOINT_BUDGET_SECONDS}); expected at least ${PATRONI_RTO_FLOOR_SECONDS}s`,
     };
   }
   const loopWait = Math.max(PATRONI_MIN_LOOP_WAIT_SECONDS, Math.min(10, Math.round(spare / 11), spare - PATRONI_MIN_TTL_SECONDS));
@@ -53,7 +57,7 @@ export function planPatroniTiming(rtoSeconds: number): PatroniTiming | { problem
     ttlSeconds: ttl,
     loopWaitSeconds: loopWait,
     retryTimeoutSeconds: retryTimeout,
-    budget: { leaseExpirySeconds: ttl, electionSeconds: loopWait, promotionSeconds: PROMOTION_BUDGET_SECONDS, endpointSeconds: ENDPOINT_BUDGET_SECONDS },
+    budget: { leaseExpirySeconds: ttl, electionSeconds: loopWait, leaderRaceSeconds: LEADER_RACE_SECONDS, promotionSeconds: PROMOTION_BUDGET_SECONDS, endpointSeconds: ENDPOINT_BUDGET_SECONDS },
   };
 }
 

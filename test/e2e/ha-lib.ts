@@ -19,7 +19,7 @@ export const HA_SLOT = Number(process.env.HA_E2E_SLOT ?? 11);
 export function haSpec(stack = "ha-patroni", overrides: Record<string, unknown> = {}) {
   return e2eSpec(stack, {
     postgres: { ha: "patroni", replicationMode: "sync" },
-    objectives: { failover: { rto: "25s" } },
+    objectives: { failover: { rto: "27s" } },
     redis: { enabled: false },
     duckdb: { enabled: false },
     ...overrides,

@@ -18,7 +18,7 @@ function problemsOf(fn: () => unknown): string[] {
   throw new Error("expected a ConfigError");
 }
 
-const haConfig = (extra: Record<string, unknown> = {}) => ({ postgres: { ha: "patroni", replicationMode: "sync" }, objectives: { failover: { rto: "25s" } }, ...extra });
+const haConfig = (extra: Record<string, unknown> = {}) => ({ postgres: { ha: "patroni", replicationMode: "sync" }, objectives: { failover: { rto: "27s" } }, ...extra });
 
 describe("schema: postgres.ha", () => {
   it("defaults to manual, with no patroni section", () => {
@@ -34,9 +34,9 @@ describe("schema: postgres.ha", () => {
 
   it("refuses an RTO objective below what ttl >= 20 allows, saying the floor (the default 10s included)", () => {
     const problems = problemsOf(() => validateConfig("a", { postgres: { ha: "patroni" } }));
-    expect(problems).toEqual([expect.stringMatching(/objectives\.failover\.rto.*10s.*Patroni cannot fail over within 10s: its ttl is at least 20s, so the floor is 25s.*expected at least 25s/)]);
-    expect(problemsOf(() => validateConfig("a", haConfig({ objectives: { failover: { rto: "24s" } } })))).toHaveLength(1);
-    expect(validateConfig("a", haConfig()).objectives.failover.rto).toBe(25);
+    expect(problems).toEqual([expect.stringMatching(/objectives\.failover\.rto.*10s.*Patroni cannot fail over within 10s: its ttl is at least 20s, so the floor is 27s.*expected at least 27s/)]);
+    expect(problemsOf(() => validateConfig("a", haConfig({ objectives: { failover: { rto: "26s" } } })))).toHaveLength(1);
+    expect(validateConfig("a", haConfig()).objectives.failover.rto).toBe(27);
   });
 
   it("refuses an etcd member count that cannot keep quorum", () => {
@@ -53,11 +53,11 @@ describe("schema: postgres.ha", () => {
 });
 
 describe("planPatroniTiming", () => {
-  it("tunes the floor objective to ttl 20, loop_wait 1 and says each phase's budget", () => {
-    expect(PATRONI_RTO_FLOOR_SECONDS).toBe(25);
-    expect(planPatroniTiming(25)).toEqual({ ttlSeconds: 20, loopWaitSeconds: 1, retryTimeoutSeconds: 9, budget: { leaseExpirySeconds: 20, electionSeconds: 1, promotionSeconds: 2, endpointSeconds: 2 } });
-    expect(planPatroniTiming(44)).toMatchObject({ ttlSeconds: 36, loopWaitSeconds: 4, retryTimeoutSeconds: 10 });
-    expect(planPatroniTiming(24)).toEqual({ problem: expect.stringContaining("the floor is 25s") });
+  it("tunes the floor objective (27s) to ttl 20, loop_wait 1 and says each phase's budget", () => {
+    expect(PATRONI_RTO_FLOOR_SECONDS).toBe(27);
+    expect(planPatroniTiming(27)).toEqual({ ttlSeconds: 20, loopWaitSeconds: 1, retryTimeoutSeconds: 9, budget: { leaseExpirySeconds: 20, electionSeconds: 1, leaderRaceSeconds: 2, promotionSeconds: 2, endpointSeconds: 2 } });
+    expect(planPatroniTiming(46)).toMatchObject({ ttlSeconds: 36, loopWaitSeconds: 4, retryTimeoutSeconds: 10 });
+    expect(planPatroniTiming(26)).toEqual({ problem: expect.stringContaining("the floor is 27s") });
   });
 
   it("keeps Patroni's rules for every objective it accepts: ttl >= 20, loop_wait + 2*retry_timeout <= ttl, phases within the objective", () => {
@@ -67,7 +67,7 @@ describe("planPatroniTiming", () => {
       const b = t.budget;
       return rto >= PATRONI_RTO_FLOOR_SECONDS && t.ttlSeconds >= 20 && t.loopWaitSeconds >= 1 && t.retryTimeoutSeconds >= 3
         && t.loopWaitSeconds + 2 * t.retryTimeoutSeconds <= t.ttlSeconds
-        && b.leaseExpirySeconds + b.electionSeconds + b.promotionSeconds + b.endpointSeconds <= rto;
+        && b.leaseExpirySeconds + b.electionSeconds + b.leaderRaceSeconds + b.promotionSeconds + b.endpointSeconds <= rto;
     }));
   });
 
