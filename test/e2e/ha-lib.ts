@@ -103,12 +103,15 @@ export async function killPrimaryRun(tier: Tier, run: string, log: (m: string) =
   const killed = await leaderNode(tier);
   const writer = new EndpointWriter({ connection: endpointConnection(tier), run });
   writer.start();
-  await waitFor("20 acknowledged writes before the fault", 30_000, async () => (writer.acks.length >= 20 ? true : undefined), 100);
-  const faultAtMs = Date.now();
-  await docker(["kill", container(tier, killed)]);
-  log(`[ha] ${run}: docker kill ${killed} (the leader) at ${new Date(faultAtMs).toISOString()}`);
   let m: FailoverMeasurement;
+  let faultAtMs = 0;
   try {
+    await waitFor("20 acknowledged writes before the fault", 60_000, async () => (writer.acks.length >= 20 ? true : undefined), 100).catch((e: Error) => {
+      throw new Error(`${e.message} (${writer.acks.length} acknowledged; last errors: ${writer.errors.slice(-3).map((x) => x.message).join(" | ") || "none"})`);
+    });
+    faultAtMs = Date.now();
+    await docker(["kill", container(tier, killed)]);
+    log(`[ha] ${run}: docker kill ${killed} (the leader) at ${new Date(faultAtMs).toISOString()}`);
     m = await waitFor("a write acknowledged by a new primary", 90_000, async () => {
       const r = failoverFromAcks(writer.acks, faultAtMs);
       return "problem" in r ? undefined : r;
