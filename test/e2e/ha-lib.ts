@@ -16,7 +16,9 @@ export function ensureHaImage(): void {
 // engine can keep a stale endpoint on a network a container was disconnected from, so `network rm` fails).
 export const HA_SLOT = Number(process.env.HA_E2E_SLOT ?? 11);
 
-export function haSpec(stack = "ha-patroni", overrides: Record<string, unknown> = {}) {
+export const HA_STACK = HA_SLOT === 11 ? "ha-patroni" : `ha-patroni-${HA_SLOT}`;
+
+export function haSpec(stack = HA_STACK, overrides: Record<string, unknown> = {}) {
   return e2eSpec(stack, {
     postgres: { ha: "patroni", replicationMode: "sync" },
     objectives: { failover: { rto: "27s" } },
@@ -88,6 +90,25 @@ export async function endpointQuery<R extends pg.QueryResultRow>(tier: Tier, sql
   }
 }
 
+/** What a node that does not rejoin was doing: the member list and its last log lines (no secrets in either). */
+export async function nodeEvidence(tier: Tier, node: string): Promise<string> {
+  const logs = await docker(["logs", "--tail", "200", container(tier, node)], { allowFailure: true });
+  const lines = `${logs.stdout}\n${logs.stderr}`.split("\n").filter((l) => l.trim() !== "" && !/Lock owner|no action\./.test(l)).slice(-25);
+  return `members: ${JSON.stringify(await members(tier))}\n${node}'s last log lines:\n${lines.join("\n")}`;
+}
+
+/** Waits until the node streams as a standby; fails with its evidence. */
+export async function waitRejoined(tier: Tier, node: string, timeoutMs: number): Promise<void> {
+  try {
+    await waitFor(`${node} streaming again as a standby`, timeoutMs, async () => {
+      const me = (await members(tier)).find((x) => nodeOfMember(x.Member) === node);
+      return me && me.Role !== "Leader" && me.State === "streaming" ? true : undefined;
+    }, 500);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${await nodeEvidence(tier, node)}`, { cause: e });
+  }
+}
+
 export interface KillRun extends FailoverMeasurement {
   killed: string;
   acked: number;
@@ -124,10 +145,7 @@ export async function killPrimaryRun(tier: Tier, run: string, log: (m: string) =
   const lost = lostAcks(writer.acks, present);
   const t0 = Date.now();
   await docker(["start", container(tier, killed)]);
-  await waitFor(`${killed} streaming again as a standby`, 180_000, async () => {
-    const me = (await members(tier)).find((x) => nodeOfMember(x.Member) === killed);
-    return me && me.Role !== "Leader" && me.State === "streaming" ? true : undefined;
-  }, 500);
+  await waitRejoined(tier, killed, 180_000);
   const rejoinSeconds = (Date.now() - t0) / 1000;
   log(`[ha] ${run}: RTO ${m.rtoSeconds.toFixed(2)}s (new primary ${m.newPrimary}), ${writer.acks.length} acknowledged writes, ${lost.length} lost, ${killed} rejoined in ${rejoinSeconds.toFixed(1)}s`);
   return { ...m, killed, acked: writer.acks.length, lost, rejoinSeconds };

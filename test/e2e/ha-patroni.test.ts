@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../components/platform/docker-node.ts";
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, splitBrainEvidence, summarizeRuns } from "../../drills/lib/ha.ts";
 import { leftovers, startTier, type Tier } from "./harness.ts";
-import { endpointQuery, ensureHaImage, haSpec, killPrimaryRun, leaderNode, members, nodeOfMember, waitFor, waitHealthyCluster, type KillRun } from "./ha-lib.ts";
+import { HA_STACK, endpointQuery, ensureHaImage, haSpec, killPrimaryRun, leaderNode, waitFor, waitHealthyCluster, waitRejoined, type KillRun } from "./ha-lib.ts";
 
 const RUNS = Number(process.env.HA_E2E_RUNS ?? 1);
 
@@ -19,7 +19,7 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
   }, 300_000);
   afterAll(async () => {
     await tier?.teardown();
-    expect(await leftovers("ha-patroni")).toEqual([]);
+    expect(await leftovers(HA_STACK)).toEqual([]);
   }, 120_000);
 
   it("routes the primary port to the leader and the replicas port to a standby; the topology names both endpoints", async () => {
@@ -100,9 +100,6 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
     if (e.lastOldMs !== undefined) expect(e.lastOldMs).toBeLessThan(e.firstNewMs as number);
 
     // Healed (network connected again above): the old primary rejoins as a standby of the new one.
-    await waitFor(`${old} streaming as a standby after the partition heals`, 180_000, async () => {
-      const me = (await members(tier)).find((x) => nodeOfMember(x.Member) === old);
-      return me && me.Role !== "Leader" && me.State === "streaming" ? true : undefined;
-    }, 500);
+    await waitRejoined(tier, old, 180_000);
   }, 600_000);
 });
