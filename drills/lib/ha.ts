@@ -13,7 +13,7 @@ export interface EndpointAck {
   server: string;
 }
 
-export const HA_PROBE_SQL = "create table if not exists ha_probe (seq bigint primary key, run text not null, node text not null, at timestamptz not null default clock_timestamp())";
+export const HA_PROBE_SQL = "create table if not exists ha_probe (run text not null, seq bigint not null, node text not null, at timestamptz not null default clock_timestamp(), primary key (run, seq))";
 
 export interface EndpointWriterOptions {
   connection: pg.ClientConfig;
