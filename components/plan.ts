@@ -6,7 +6,7 @@ import type { HomelabSpec, SecretKey } from "./config/index.ts";
 import { PROJECT, SECRET_KEYS } from "./config/index.ts";
 import { renderPgbackrestCipherConf, renderPgbackrestConf, sftpHostKeyFingerprint, type SftpKeys } from "./pgbackrest/index.ts";
 import type { TlsBundle } from "./pgbackrest/tls.ts";
-import { planHba, renderHba, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
+import { planHba, planPatroniTiming, renderHaproxyConf, renderHba, renderPatroniConf, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
 import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
 import { NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
@@ -58,6 +58,8 @@ const NS = imageNamespace();
 
 export const IMAGES = {
   postgres: { name: `${NS}/postgres:17`, context: "components/postgres/image", baseImage: "debian:trixie-slim" },
+  // postgres.ha: patroni only (ADR 0017): the postgres image plus Patroni, etcd and HAProxy.
+  postgresHa: { name: `${NS}/postgres-ha:17`, context: "components/postgres/ha-image", baseImage: `${NS}/postgres:17` },
   redis: { name: `${NS}/redis:7`, context: "components/redis/image", baseImage: "debian:bookworm-slim" },
   duckdb: { name: `${NS}/duckdb:1`, context: "components/duckdb/image", baseImage: "debian:bookworm-slim" },
   sftp: { name: `${NS}/sftp:1`, context: "components/pgbackrest/sftp-image", baseImage: "debian:bookworm-slim" },
@@ -125,8 +127,16 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       }
     : undefined;
   const duckdbAddress = net.at(40);
-  const monitoringAddress = net.at(45);
+  const monitoringAddress = net.at(41);
   const monitoring = spec.monitoring.enabled;
+  const patroni = spec.postgres.ha === "patroni";
+  // postgres.ha: patroni (ADR 0017): etcd members at .44.., HAProxy at .49; HAProxy's ports published at
+  // basePort+10 (primary) and +11 (replicas).
+  const etcdNames = patroni ? Array.from({ length: spec.postgres.patroni?.etcdMembers ?? 3 }, (_, i) => `etcd-${i + 1}`) : [];
+  const etcdAddress = (i: number) => net.at(44 + i);
+  const endpointName = "haproxy";
+  const endpointAddress = net.at(49);
+  const ENDPOINT_PORTS = { primary: 5000, replicas: 5001 } as const;
   // application_name of each PG node: its name with '_' so synchronous_standby_names needs no quoting.
   const appName = (pgName: string) => pgName.replace(/-/g, "_");
 
@@ -161,13 +171,16 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   const postgresqlConf = renderPostgresConf(settings, `${PROJECT} stack ${spec.stack}: PGTune ${spec.postgres.profile} profile, ${spec.postgres.node.cpus} cpu, ${spec.postgres.node.storage}`);
   const hba = renderHba(
     planHba({
-      allowedClientCidrs: spec.postgres.allowedClientCidrs,
+      // Through HAProxy (TCP) every client arrives from its address: it must be let in like a client network.
+      allowedClientCidrs: patroni ? [...spec.postgres.allowedClientCidrs, `${endpointAddress}/32`] : spec.postgres.allowedClientCidrs,
       appRoles: [
         { name: spec.postgres.appUser, databases: [spec.postgres.database] },
       ],
       readonlyRoles: spec.duckdb.enabled ? [{ name: ROLES.readonly, databases: [spec.postgres.database], addresses: [`${duckdbAddress}/32`] }] : [],
       replicationRole: ROLES.replication,
-      replicaAddresses: pgNames.map((_, i) => `${pgAddress(i)}/32`),
+      // Patroni on a standby also opens a replication connection to itself over 127.0.0.1 (its own timeline
+      // and LSN before a leader race): patroni mode only.
+      replicaAddresses: [...pgNames.map((_, i) => `${pgAddress(i)}/32`), ...(patroni ? ["127.0.0.1/32"] : [])],
       ...(monitoring ? { monitoringRole: ROLES.monitor, monitoringAddresses: [`${monitoringAddress}/32`] } : {}),
     }),
   );
@@ -190,9 +203,11 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
 
   // repo2's passphrase: the repository host and every PostgreSQL host encrypt/decrypt repo2 themselves.
   const repo2CipherFile: NodeFile = { path: `${ETC}/repo2/cipher.conf`, content: repo2Spec ? renderPgbackrestCipherConf(secrets.repo2CipherPass) : "", mode: 0o600, secret: true };
+  const timing = patroni ? planPatroniTiming(spec.objectives.failover.rto) : undefined;
+  if (timing && "problem" in timing) throw new PlanError([`${PROJECT}:objectives.failover.rto: ${timing.problem}`]);
   const pgNodes: NodePlan[] = pgNames.map((name, i) => {
     const hostname = host(name);
-    return {
+    const manual = {
       name,
       hostname,
       role: i === 0 ? "postgres-primary" : "postgres-replica",
@@ -250,6 +265,36 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       dependsOn: i === 0 ? [backupName] : [pgNames[0] as string],
       stopTimeoutSeconds: 60,
     } satisfies NodePlan;
+    if (!timing) return manual;
+    // Patroni renders postgresql.conf and pg_hba.conf itself from patroni.yml (the same tuner settings and
+    // rules); the first node bootstraps the cluster (initdb) once etcd answers, the others become its standbys.
+    const patroniYml = renderPatroniConf({
+      scope: prefix,
+      name: appName(name),
+      address: pgAddress(i),
+      etcdHosts: etcdNames.map((_, j) => `${etcdAddress(j)}:2379`),
+      dataDir: PG_DATA,
+      binDir: `/usr/lib/postgresql/${spec.postgres.version}/bin`,
+      timing,
+      replicationMode: spec.postgres.replicationMode,
+      maximumLagOnFailoverBytes: spec.postgres.patroni?.maximumLagOnFailover ?? 1024 ** 2,
+      settings,
+      hba,
+      superuser: { username: "postgres", password: secrets.postgresSuperuserPassword },
+      replication: { username: ROLES.replication, password: secrets.postgresReplicationPassword },
+      stanza,
+    });
+    return {
+      ...manual,
+      image: { ...IMAGES.postgresHa },
+      env: { HOMELAB_ROLE: "patroni", HOMELAB_STANZA: stanza, HOMELAB_REPO_HOST: host(backupName) },
+      files: [
+        { path: `${ETC}/patroni.yml`, content: patroniYml, mode: 0o600, secret: true },
+        ...manual.files.filter((f) => f.path !== `${ETC}/postgresql.conf` && f.path !== `${ETC}/pg_hba.conf`),
+      ],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-ha-health"], intervalSeconds: 1, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 180 },
+      dependsOn: i === 0 ? [backupName, ...etcdNames] : [pgNames[0] as string],
+    } satisfies NodePlan;
   });
 
   const backupHostname = host(backupName);
@@ -301,6 +346,53 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   };
 
   const nodes: NodePlan[] = [...pgNodes, backupNode];
+  if (timing) {
+    const ha = spec.postgres.patroni?.node ?? { memory: 96 * 1024 ** 2, cpus: 1, storage: "ssd" as const };
+    const initialCluster = etcdNames.map((n, j) => `${n}=http://${etcdAddress(j)}:2380`).join(",");
+    etcdNames.forEach((name, j) => {
+      const hostname = host(name);
+      nodes.push({
+        name,
+        hostname,
+        role: "etcd",
+        image: { ...IMAGES.postgresHa },
+        env: { HOMELAB_ROLE: "etcd", HOMELAB_ETCD_NAME: name, HOMELAB_ETCD_ADDRESS: etcdAddress(j), HOMELAB_ETCD_INITIAL_CLUSTER: initialCluster, HOMELAB_ETCD_CLUSTER_TOKEN: prefix },
+        files: [],
+        volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/etcd", retainOnDestroy: false }],
+        ports: [],
+        healthcheck: { test: ["CMD", "/usr/local/bin/homelab-ha-health"], intervalSeconds: 1, timeoutSeconds: 3, retries: 5, startPeriodSeconds: 60 },
+        memoryBytes: ha.memory,
+        cpus: ha.cpus,
+        ipv4Address: etcdAddress(j),
+        dependsOn: [],
+        stopTimeoutSeconds: 10,
+      });
+    });
+    nodes.push({
+      name: endpointName,
+      hostname: host(endpointName),
+      role: "postgres-endpoint",
+      image: { ...IMAGES.postgresHa },
+      env: { HOMELAB_ROLE: "haproxy" },
+      files: [{
+        path: `${ETC}/haproxy.cfg`,
+        content: renderHaproxyConf({ primaryPort: ENDPOINT_PORTS.primary, replicasPort: ENDPOINT_PORTS.replicas, nodes: pgNames.map((n, j) => ({ name: appName(n), address: pgAddress(j), port: 5432, restPort: 8008 })), checkIntervalSeconds: 1 }),
+        mode: 0o644,
+        secret: false,
+      }],
+      volumes: [],
+      ports: [
+        { name: "primary", containerPort: ENDPOINT_PORTS.primary, hostPort: spec.docker.basePort + 10 },
+        { name: "replicas", containerPort: ENDPOINT_PORTS.replicas, hostPort: spec.docker.basePort + 11 },
+      ],
+      healthcheck: { test: ["CMD", "/usr/local/bin/homelab-ha-health"], intervalSeconds: 2, timeoutSeconds: 3, retries: 5, startPeriodSeconds: 10 },
+      memoryBytes: ha.memory,
+      cpus: ha.cpus,
+      ipv4Address: endpointAddress,
+      dependsOn: [],
+      stopTimeoutSeconds: 10,
+    });
+  }
   if (repo2Spec && sftpName) {
     const sftpHostname = host(sftpName);
     nodes.push({
@@ -333,6 +425,15 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       replicationMode: spec.postgres.replicationMode,
       archiveTimeoutSeconds: spec.postgres.archiveTimeout,
       passwordFiles: passwordFilesOf(pgSecrets, { postgres: "postgres", [spec.postgres.appUser]: spec.postgres.appUser, [ROLES.replication]: ROLES.replication, [ROLES.readonly]: ROLES.readonly }),
+      ...(timing
+        ? {
+            ha: { mode: "patroni" as const, scope: prefix, endpointNode: endpointName, etcdNodes: etcdNames, ttlSeconds: timing.ttlSeconds, loopWaitSeconds: timing.loopWaitSeconds, retryTimeoutSeconds: timing.retryTimeoutSeconds },
+            endpoints: {
+              primary: { host: spec.docker.publishAddress, port: spec.docker.basePort + 10 },
+              replicas: { host: spec.docker.publishAddress, port: spec.docker.basePort + 11 },
+            },
+          }
+        : {}),
     },
     pgbackrest: {
       stanza,

@@ -71,6 +71,10 @@ export const topologySchema = z.object({
     archiveTimeoutSeconds: seconds,
     /** Files (inside PG nodes) holding each role's password. */
     passwordFiles: z.record(z.string(), name),
+    /** postgres.ha: patroni only (ADR 0017). */
+    ha: z.object({ mode: z.literal("patroni"), scope: name, endpointNode: name, etcdNodes: z.array(name), ttlSeconds: seconds, loopWaitSeconds: seconds, retryTimeoutSeconds: seconds }).optional(),
+    /** Stable client addresses (HAProxy, published on the host): the primary, and any replica. ha: patroni only. */
+    endpoints: z.object({ primary: z.object({ host: name, port }), replicas: z.object({ host: name, port }) }).optional(),
   }),
   pgbackrest: z.object({
     stanza: name,

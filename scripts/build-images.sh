@@ -5,10 +5,12 @@
 #   homelab/duckdb:1     components/duckdb/image    (BASE_IMAGE debian:bookworm-slim), when its Dockerfile exists
 #   homelab/sftp:1       components/pgbackrest/sftp-image (BASE_IMAGE debian:bookworm-slim): repo2's stand-in NAS
 #   homelab/monitoring:1 components/monitoring/image (BASE_IMAGE debian:trixie-slim): Prometheus + exporters
+#   homelab/postgres-ha:17 components/postgres/ha-image (BASE_IMAGE homelab/postgres:17): Patroni, etcd, HAProxy
+#                        for postgres.ha: patroni (ADR 0017); built only when asked: postgres-ha
 # The base images are made first when missing (scripts/make-base-images.sh: debootstrap + docker import).
 # Re-runs are fast no-ops thanks to docker's layer cache. Prints timings and sizes.
 #
-# Usage: scripts/build-images.sh [--no-cache] [--pull-base] [postgres|redis|duckdb|sftp|monitoring ...]
+# Usage: scripts/build-images.sh [--no-cache] [--pull-base] [postgres|redis|duckdb|sftp|monitoring|postgres-ha ...]
 #   --no-cache    rebuild every layer (security updates from the Debian mirror)
 #   --pull-base   use registry base images instead (docker pull debian:*-slim) when a registry is reachable
 # Env: TRIXIE_BASE / BOOKWORM_BASE override the base image names; HOMELAB_IMAGE_NAMESPACE (default homelab)
@@ -34,7 +36,7 @@ for arg in "$@"; do
     --no-cache) NO_CACHE=(--no-cache) ;;
     --pull-base) PULL_BASE=1 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    postgres|redis|duckdb|sftp|monitoring) WANT+=("$arg") ;;
+    postgres|redis|duckdb|sftp|monitoring|postgres-ha) WANT+=("$arg") ;;
     *) die "unknown argument '$arg'" ;;
   esac
 done
@@ -47,7 +49,7 @@ T_ALL="$(now)"
 
 # ------------------------------------------------------------------------------------------- base images
 suites=()
-if wants postgres || wants monitoring; then suites+=(trixie); fi
+if wants postgres || wants monitoring || wants postgres-ha; then suites+=(trixie); fi
 if wants redis || wants duckdb || wants sftp; then suites+=(bookworm); fi
 if [ "$PULL_BASE" = 1 ]; then
   for s in "${suites[@]}"; do
@@ -84,6 +86,10 @@ build() {  # build NAME TAG CONTEXT BASE
 
 if wants postgres; then
   build postgres "$NS/postgres:17" "$ROOT/components/postgres/image" "$TRIXIE_BASE"
+fi
+if wants postgres-ha; then
+  docker image inspect "$NS/postgres:17" >/dev/null 2>&1 || build postgres "$NS/postgres:17" "$ROOT/components/postgres/image" "$TRIXIE_BASE"
+  build postgres-ha "$NS/postgres-ha:17" "$ROOT/components/postgres/ha-image" "$NS/postgres:17"
 fi
 if wants redis; then
   build redis "$NS/redis:7" "$ROOT/components/redis/image" "$BOOKWORM_BASE"

@@ -11,7 +11,7 @@
 #   - an empty /etc/machine-id (systemd makes one at first boot); no hostname (systemd.hostname= on the
 #     kernel command line); no root password and no authorized_keys (the key comes as the systemd
 #     credential ssh.authorized_keys.root, from SMBIOS OEM strings: components/platform/libvirt/domain.ts);
-#   - postgresql.service and redis-server.service disabled: the platform runs the tier's own units.
+#   - postgresql.service, redis-server.service and prometheus-node-exporter.service disabled: the platform runs the tier's own units.
 #
 # Output, cached under ${HOMELAB_CACHE_DIR:-~/.cache/homelab-data}/vm/<content-hash>/:
 #   base.qcow2  vmlinuz  initrd.img  info
@@ -240,7 +240,7 @@ printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\
 mkdir -p "$ROOT/etc/systemd/network"
 printf '[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nUseHostname=no\n' >"$ROOT/etc/systemd/network/10-hlvm.network"
 in_root systemctl enable systemd-networkd.service >/dev/null 2>&1 || die "systemd-networkd is missing"
-in_root systemctl disable postgresql.service redis-server.service >/dev/null 2>&1 || true
+in_root systemctl disable postgresql.service redis-server.service prometheus-node-exporter.service >/dev/null 2>&1 || true
 in_root systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 printf 'LABEL=hlvm-root / ext4 errors=remount-ro 0 1\n' >"$ROOT/etc/fstab"
 : >"$ROOT/etc/machine-id"; rm -f "$ROOT/var/lib/dbus/machine-id"

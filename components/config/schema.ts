@@ -4,6 +4,7 @@
 import { CronPattern } from "croner";
 import { z } from "zod";
 import { parseCidr } from "../postgres/hba.ts";
+import { etcdMembersProblem, planPatroniTiming } from "../postgres/patroni.ts";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
 
 export const PROJECT = "homelab-data";
@@ -160,6 +161,22 @@ const postgres = z
     settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
     /** Resources of each PostgreSQL node. */
     node: nodeResources({ memory: "512MiB", cpus: 1, storage: "ssd" }),
+    /** manual (the default): failover is the operator's act, rehearsed by the failover drill (ADR 0009);
+     *  patroni: Patroni + a 3-member etcd DCS fail over by themselves, HAProxy gives clients a stable
+     *  primary and replicas endpoint (ADR 0017). */
+    ha: z.enum(["manual", "patroni"]).default("manual"),
+    /** Only with ha: patroni. */
+    patroni: z
+      .object({
+        /** etcd members of the DCS (one small node each): odd, at least 3. */
+        etcdMembers: z.number().int().min(1).max(7).default(3),
+        /** A standby further behind than this is never promoted (Patroni maximum_lag_on_failover). */
+        maximumLagOnFailover: memory.prefault("1MiB"),
+        /** Resources of each etcd node and of the HAProxy node. */
+        node: nodeResources({ memory: "96MiB", cpus: 1, storage: "ssd" }),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .prefault({});
@@ -432,6 +449,20 @@ export const homelabConfigSchema = z
     // Cross-field rules: each names the keys involved.
     if (spec.postgres.replicationMode === "sync" && spec.postgres.replicas < 1) {
       ctx.addIssue({ code: "custom", path: ["postgres", "replicationMode"], input: "sync", message: "sync replication needs postgres.replicas >= 1 (got 0)" });
+    }
+    if (spec.postgres.ha === "patroni") {
+      if (spec.postgres.replicas < 1) {
+        ctx.addIssue({ code: "custom", path: ["postgres", "ha"], input: "patroni", message: "patroni needs postgres.replicas >= 1 (got 0): with no standby there is nothing to fail over to" });
+      }
+      const timing = planPatroniTiming(spec.objectives.failover.rto);
+      if ("problem" in timing) {
+        ctx.addIssue({ code: "custom", path: ["objectives", "failover", "rto"], input: `${spec.objectives.failover.rto}s`, message: `with postgres.ha: patroni, ${timing.problem}` });
+      }
+      const members = spec.postgres.patroni?.etcdMembers ?? 3;
+      const quorum = etcdMembersProblem(members);
+      if (quorum) ctx.addIssue({ code: "custom", path: ["postgres", "patroni", "etcdMembers"], input: members, message: quorum });
+    } else if (spec.postgres.patroni !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["postgres", "patroni"], input: "{...}", message: "only with postgres.ha: patroni (postgres.ha is manual)" });
     }
     if (spec.postgres.node.memory < MIN_POSTGRES_MEMORY_BYTES) {
       ctx.addIssue({

@@ -2,7 +2,7 @@
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
 
-export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp", "monitoring"] as const;
+export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp", "monitoring", "etcd", "postgres-endpoint"] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
 export interface ImageRef {
@@ -97,6 +97,20 @@ export interface PlanFacts {
     archiveTimeoutSeconds: number;
     /** Path (inside every PostgreSQL node) of each role's password file, by role name. */
     passwordFiles: Record<string, string>;
+    /** Present with postgres.ha: patroni (ADR 0017): Patroni fails over; clients connect through HAProxy. */
+    ha?: {
+      mode: "patroni";
+      /** Patroni's cluster name (scope) in the DCS. */
+      scope: string;
+      /** The HAProxy node and the etcd nodes. */
+      endpointNode: string;
+      etcdNodes: string[];
+      ttlSeconds: number;
+      loopWaitSeconds: number;
+      retryTimeoutSeconds: number;
+    };
+    /** Stable client addresses as published on the host (ha: patroni only): the primary, and any replica. */
+    endpoints?: { primary: { host: string; port: number }; replicas: { host: string; port: number } };
   };
   pgbackrest: {
     stanza: string;

@@ -2,3 +2,5 @@
 export * from "./tune.ts";
 export * from "./conf.ts";
 export * from "./hba.ts";
+export * from "./patroni.ts";
+export * from "./haproxy.ts";

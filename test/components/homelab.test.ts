@@ -110,8 +110,9 @@ describe("Homelab on the docker-api platform (stack local)", () => {
     await build(localSpec());
     const images = byType("docker:index/image:Image").map((r) => r.inputs);
     expect(images).toHaveLength(4);
-    // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below); the local stack has none.
-    for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp)) {
+    // homelab/sftp:1 serves only repo2's stand-in (see the repo2 case below), homelab/postgres-ha:17 only
+    // postgres.ha: patroni stacks (ADR 0017); the local stack has neither.
+    for (const ref of Object.values(mod.plan.IMAGES).filter((r) => r !== mod.plan.IMAGES.sftp && r !== mod.plan.IMAGES.postgresHa)) {
       expect(images.find((i) => i.imageName === ref.name)).toMatchObject({
         imageName: ref.name,
         skipPush: true,
@@ -133,7 +134,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
         "homelab-local-backup 172.28.0.20  192 192 1 30s",
         "homelab-local-redis 172.28.0.30 127.0.0.1:15452->6379 96 96 1 20s",
         "homelab-local-duckdb 172.28.0.40 127.0.0.1:15462->8080 256 256 1 60s",
-        "homelab-local-monitoring 172.28.0.45 127.0.0.1:15472->9090 192 192 1 30s",
+        "homelab-local-monitoring 172.28.0.41 127.0.0.1:15472->9090 192 192 1 30s",
       ].sort(),
     );
     expect(container("homelab-postgres-primary").inputs).toMatchObject({
@@ -278,7 +279,7 @@ describe("Homelab on the docker-api platform (stack local)", () => {
       "monitoring:monitoring:homelab-local-monitoring",
     ]);
     expect(topology.monitoring).toMatchObject({ node: "monitoring", prometheus: "http://127.0.0.1:15472" });
-    expect(await promiseOf(lab.monitoring!.endpoint)).toMatchObject({ host: "172.28.0.45", port: 9090, published: { host: "127.0.0.1", port: 15472 } });
+    expect(await promiseOf(lab.monitoring!.endpoint)).toMatchObject({ host: "172.28.0.41", port: 9090, published: { host: "127.0.0.1", port: 15472 } });
     expect(await isSecretOutput(lab.topology)).toBe(false);
     for (const v of secretValues(secrets)) expect(JSON.stringify(topology)).not.toContain(v);
     expect(await promiseOf(lab.postgres.primary)).toEqual({ node: "pg-1", hostname: "homelab-local-pg-1", host: "172.28.0.10", port: 5432, published: { host: "127.0.0.1", port: 15432 } });

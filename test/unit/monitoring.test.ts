@@ -62,7 +62,7 @@ describe("monitoring planners", () => {
     expect(mon.files.filter((f) => f.secret).map((f) => f.path)).toEqual(["/etc/homelab/secrets/homelab_monitor.password", "/etc/homelab/secrets/redis-monitor.json"]);
     // pg_hba: the monitor role only from the monitoring node, scram, only the postgres database.
     const hba = plan.nodes.find((n) => n.name === "pg-1")!.files.find((f) => f.path.endsWith("pg_hba.conf"))!.content;
-    expect(hba.split("\n").filter((l) => l.includes("homelab_monitor"))).toEqual([expect.stringMatching(/^host\s+postgres\s+homelab_monitor\s+172\.28\.0\.45\/32\s+scram-sha-256$/)]);
+    expect(hba.split("\n").filter((l) => l.includes("homelab_monitor"))).toEqual([expect.stringMatching(/^host\s+postgres\s+homelab_monitor\s+172\.28\.0\.41\/32\s+scram-sha-256$/)]);
     const acl = plan.nodes.find((n) => n.name === "redis")!.files.find((f) => f.path.endsWith("users.acl"))!.content;
     expect(acl).toMatch(/^user monitor on resetpass #[0-9a-f]{64} resetkeys resetchannels -@all \+ping \+info \+config\|get/m);
   });

@@ -21,7 +21,7 @@ describe("planHomelab", () => {
       "redis:redis:172.28.0.30",
       "redis-replica:redis-replica:172.28.0.31",
       "duckdb:duckdb:172.28.0.40",
-      "monitoring:monitoring:172.28.0.45",
+      "monitoring:monitoring:172.28.0.41",
     ]);
     expect(startOrder(plan.nodes).map((n) => n.name).indexOf("pg-1")).toBeLessThan(startOrder(plan.nodes).map((n) => n.name).indexOf("pg-2"));
   });

@@ -148,7 +148,7 @@ describe.sequential("VM smoke boot (libvirt, TCG, offline trixie image)", () => 
     // No cluster baked in: every clone would share one system identifier.
     expect(await inVm("pg_lsclusters --no-header")).toBe("");
     expect(await inVm("ls -A /etc/postgresql; ls -A /var/lib/postgresql")).toBe("");
-    expect(await inVm("systemctl is-enabled redis-server postgresql || true")).toMatch(/^disabled\ndisabled$/);
+    expect(await inVm("systemctl is-enabled redis-server postgresql prometheus-node-exporter || true")).toMatch(/^disabled\ndisabled\ndisabled$/);
     numbers.guestKernel = await inVm("uname -r");
     numbers.guestBoot = await inVm("systemd-analyze time 2>/dev/null | head -n1 || true");
     log(`slowest units at boot:\n${await inVm("systemd-analyze blame 2>/dev/null | head -n 8 || true")}`);

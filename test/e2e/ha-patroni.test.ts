@@ -1,0 +1,105 @@
+// postgres.ha: patroni (ADR 0017, issue 11) on a real engine, e2e slot 11 (172.40.0.0/24): real Patroni 4,
+// a 3-member etcd and HAProxy. No drill runs: the test only injects faults (docker kill, docker network
+// disconnect) and watches through the stable primary endpoint, as a client would. 5 kill runs with median and
+// worst: `npm run bench:ha` (bench/ha-failover.mts); here HA_E2E_RUNS (default 1) keeps the suite short.
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker } from "../../components/platform/docker-node.ts";
+import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, splitBrainEvidence, summarizeRuns } from "../../drills/lib/ha.ts";
+import { leftovers, startTier, type Tier } from "./harness.ts";
+import { HA_STACK, endpointQuery, ensureHaImage, haSpec, killPrimaryRun, leaderNode, waitFor, waitHealthyCluster, waitRejoined, type KillRun } from "./ha-lib.ts";
+
+const RUNS = Number(process.env.HA_E2E_RUNS ?? 1);
+
+describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
+  let tier: Tier;
+  beforeAll(async () => {
+    ensureHaImage();
+    tier = await startTier(haSpec());
+  }, 300_000);
+  afterAll(async () => {
+    await tier?.teardown();
+    expect(await leftovers(HA_STACK)).toEqual([]);
+  }, 120_000);
+
+  it("routes the primary port to the leader and the replicas port to a standby; the topology names both endpoints", async () => {
+    const m = await waitHealthyCluster(tier);
+    expect(m.find((x) => x.Role === "Sync Standby"), JSON.stringify(m)).toBeDefined();
+    const base = tier.spec.docker.basePort;
+    expect(tier.topology.postgres.endpoints).toEqual({ primary: { host: "127.0.0.1", port: base + 10 }, replicas: { host: "127.0.0.1", port: base + 11 } });
+    const leader = await leaderNode(tier);
+    const leaderAddr = tier.plan.nodes.find((n) => n.name === leader)?.ipv4Address;
+    const [p] = await endpointQuery<{ addr: string; ro: boolean }>(tier, "select host(inet_server_addr()) as addr, pg_is_in_recovery() as ro");
+    expect(p).toEqual({ addr: leaderAddr, ro: false });
+    const [r] = await endpointQuery<{ addr: string; ro: boolean }>(tier, "select host(inet_server_addr()) as addr, pg_is_in_recovery() as ro", [], "replicas");
+    expect(r?.ro).toBe(true);
+    expect(r?.addr).not.toBe(leaderAddr);
+  }, 180_000);
+
+  it(`docker kill of the primary, no drill running: writes through the endpoint resume by themselves, 0 acknowledged writes lost (sync), ${RUNS} run(s)`, async () => {
+    const runs: KillRun[] = [];
+    for (let i = 1; i <= RUNS; i++) runs.push(await killPrimaryRun(tier, `kill-${i}`));
+    const s = summarizeRuns(runs.map((r) => r.rtoSeconds));
+    console.log(`[ha] RTO over ${s.runs} run(s): median ${s.medianSeconds.toFixed(2)}s, worst ${s.worstSeconds.toFixed(2)}s (ttl ${tier.topology.postgres.ha?.ttlSeconds}s, loop_wait ${tier.topology.postgres.ha?.loopWaitSeconds}s); anchors: Pigsty "fast" avg 14s, Patroni defaults 30-40s, CNPG e2e failover < 10s`);
+    for (const r of runs) {
+      expect(r.lost, `run ${r.killed}: acknowledged writes lost`).toEqual([]);
+      expect(r.rtoSeconds).toBeLessThanOrEqual(tier.spec.objectives.failover.rto);
+      expect(r.rejoinSeconds).toBeLessThanOrEqual(tier.spec.objectives.failover.redundancyRestored);
+    }
+  }, 600_000);
+
+  it("partition of the old primary while writing (async, so it could acknowledge): it demotes, and no write is acknowledged by two primaries", async () => {
+    await waitHealthyCluster(tier);
+    // Async for this test: in sync mode the partitioned primary could not acknowledge anything anyway (its
+    // synchronous standby is gone), so the test would pass without proving the leader lock fences it.
+    const old = await leaderNode(tier);
+    const oldNode = tier.plan.nodes.find((n) => n.name === old);
+    if (!oldNode) throw new Error(`no node ${old}`);
+    await docker(["exec", "-u", "postgres", oldNode.hostname, "patronictl", "-c", "/etc/patroni/patroni.yml", "edit-config", "--force", "--set", "synchronous_mode=false"]);
+    await waitFor("synchronous_standby_names cleared", 30_000, async () => ((await tier.sql(old, "select current_setting('synchronous_standby_names') = ''"))[0]?.[0] === "t" ? true : undefined), 500);
+    await endpointQuery(tier, HA_PROBE_SQL);
+
+    // A writer ON the old primary (local socket, its own process): what a client still connected to it sees.
+    const local = spawn("docker", ["exec", "-u", "postgres", oldNode.hostname, "bash", "-c",
+      "i=0; while :; do i=$((i+1)); psql -X -Atq -d app -c \"insert into ha_probe (seq, run, node) values (2000000000 + $i, 'part-old', 'old') returning (extract(epoch from at) * 1000)::bigint\" 2>/dev/null; sleep 0.05; done"]);
+    const oldAcks: { serverAtMs: number }[] = [];
+    local.stdout.on("data", (b: Buffer) => { for (const l of b.toString().split("\n")) if (/^\d+$/.test(l.trim())) oldAcks.push({ serverAtMs: Number(l.trim()) }); });
+    const writer = new EndpointWriter({ connection: { host: tier.topology.postgres.endpoints!.primary.host, port: tier.topology.postgres.endpoints!.primary.port, user: tier.spec.postgres.appUser, database: tier.spec.postgres.database, password: tier.secrets.postgresAppPassword }, run: "part" });
+    writer.start();
+    let demotedAtMs: number | undefined;
+    let partitionAtMs = 0;
+    try {
+      await waitFor("writes on both writers before the partition", 30_000, async () => (writer.acks.length >= 20 && oldAcks.length >= 20 ? true : undefined), 100);
+      partitionAtMs = Date.now();
+      await docker(["network", "disconnect", tier.plan.network.name, oldNode.hostname]);
+      console.log(`[ha] partition: ${old} (the leader) disconnected from ${tier.plan.network.name} at ${new Date(partitionAtMs).toISOString()}`);
+      // The old primary cannot renew its leader lock: Patroni demotes it once the DCS has been unreachable
+      // for retry_timeout (it stops PostgreSQL, "demote offline", and starts it as a standby once it can
+      // reach etcd again). Demoted = no longer a writable primary: stopped or in recovery.
+      await waitFor(`${old} demoted`, 90_000, async () => {
+        const r = await docker(["exec", "-u", "postgres", oldNode.hostname, "psql", "-X", "-Atqc", "select pg_is_in_recovery()"], { allowFailure: true });
+        if (r.code !== 0 || r.stdout.trim() === "t") return (demotedAtMs = Date.now());
+        return undefined;
+      }, 250);
+      await waitFor("a write acknowledged by the new primary", 90_000, async () => ("problem" in failoverFromAcks(writer.acks, partitionAtMs) ? undefined : true), 100);
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      await writer.stop();
+      local.kill("SIGKILL");
+      await docker(["exec", oldNode.hostname, "pkill", "-f", "part-old"], { allowFailure: true });
+      if (partitionAtMs > 0) await docker(["network", "connect", "--ip", oldNode.ipv4Address, tier.plan.network.name, oldNode.hostname]);
+    }
+    const m = failoverFromAcks(writer.acks, partitionAtMs);
+    if ("problem" in m) throw new Error(m.problem);
+    const newAcks = writer.acks.filter((a) => a.server === m.newPrimary);
+    const e = splitBrainEvidence(oldAcks.filter((a) => a.serverAtMs >= partitionAtMs - 50), newAcks);
+    console.log(`[ha] partition: ${old} demoted ${(((demotedAtMs ?? 0) - partitionAtMs) / 1000).toFixed(1)}s after the partition; last write it acknowledged at +${(((e.lastOldMs ?? partitionAtMs) - partitionAtMs) / 1000).toFixed(2)}s, first on the new primary (${m.newPrimary}) at +${(((e.firstNewMs ?? 0) - partitionAtMs) / 1000).toFixed(2)}s; RTO through the endpoint ${m.rtoSeconds.toFixed(2)}s; overlap ${e.overlapMs}ms`);
+    expect(demotedAtMs, "the partitioned primary never demoted").toBeDefined();
+    expect(e.firstNewMs).toBeDefined();
+    expect(e.overlapMs, "two primaries acknowledged writes at the same time").toBe(0);
+    if (e.lastOldMs !== undefined) expect(e.lastOldMs).toBeLessThan(e.firstNewMs as number);
+
+    // Healed (network connected again above): the old primary rejoins as a standby of the new one.
+    await waitRejoined(tier, old, 180_000);
+  }, 600_000);
+});
