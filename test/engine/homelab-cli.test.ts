@@ -44,6 +44,7 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
           "homelab-data:pgbackrest": { node: { memory: "192MiB" } },
           "homelab-data:redis": { enabled: false },
           "homelab-data:duckdb": { enabled: false },
+          "homelab-data:monitoring": { enabled: false },
         },
       }),
     );

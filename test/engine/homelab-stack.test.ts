@@ -86,7 +86,7 @@ describe.runIf(status.ok)("pulumi up/destroy of the project's stack on the docke
     console.log(`[engine] pulumi up of the whole tier (docker-cli platform): ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     expect(result.summary.result).toBe("succeeded");
     const topology = result.outputs.topology?.value as { nodes: Array<{ name: string; role: string; published?: { port: number } }> };
-    expect(topology.nodes.map((n) => n.role).sort()).toEqual(["backup-repository", "duckdb", "postgres-primary", "postgres-replica", "redis"]);
+    expect(topology.nodes.map((n) => n.role).sort()).toEqual(["backup-repository", "duckdb", "monitoring", "postgres-primary", "postgres-replica", "redis"]);
     const health = await docker(["ps", "--filter", `label=${LABEL_STACK}=${STACK}`, "--format", "{{.Names}} {{.Status}}"]);
     expect(health.stdout.trim().split("\n")).toHaveLength(5);
     expect(health.stdout).not.toMatch(/unhealthy|starting/);

@@ -39,7 +39,8 @@ const HOSTNAME_RE = new RegExp(`^${HOSTNAME_LABEL}(\\.${HOSTNAME_LABEL})*$`);
 const PATH_RE = /^\/[A-Za-z0-9_.+@%:=~/-]*$/;
 const MAC_RE = /^52:54:00(:[0-9a-f]{2}){3}$/;
 const SSH_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]*)?$/;
-const CRED_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+// __proto__ would be a prototype setter, not a key, in the record the credentials are read into.
+const CRED_NAME_RE = /^(?!__proto__$)[A-Za-z0-9_.-]{1,64}$/;
 const CMDLINE_TOKEN_RE = /^[\x21-\x7e]{1,256}$/;
 
 const path = (what: string) =>
