@@ -9,9 +9,11 @@
 // repository), the domain (a qcow2 overlay on the base image, booted and reachable over SSH), and the
 // configuration (the image context, files, unit: started and healthy).
 import { createHash } from "node:crypto";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { $ } from "zx";
 import type { HomelabSpec } from "../config/index.ts";
 import { contextDigest, PROJECT_ROOT } from "./docker-cmd.ts";
 import { shellQuote } from "./docker-node.ts";
@@ -231,10 +233,9 @@ export class LibvirtPlatform implements Platform {
 
   runOnNode(name: string, node: NodePlan, cmd: NodeCommand, opts: { parent: pulumi.Resource; dependsOn: pulumi.Resource[] }): command.local.Command {
     const target = stackSshTarget(this.spec.stack, node.ipv4Address);
-    const machine = machineSpecOf({ nodes: [] }, node, target);
     const wrap = (script: pulumi.Input<string>) =>
       pulumi.output(script).apply((s) => {
-        const inner = cmd.user ? `${envPrelude(machine)}; exec runuser -u ${shellQuote(cmd.user)} -- sh -c ${shellQuote(s)}` : `${envPrelude(machine)}; exec sh -c ${shellQuote(s)}`;
+        const inner = cmd.user ? `${envPrelude(node)}; exec runuser -u ${shellQuote(cmd.user)} -- sh -c ${shellQuote(s)}` : `${envPrelude(node)}; exec sh -c ${shellQuote(s)}`;
         return `${sh(sshArgv(target, inner))} </dev/null`;
       });
     return new command.local.Command(
@@ -255,7 +256,6 @@ export class LibvirtPlatform implements Platform {
  * backup repository's unless purgeRetained. Only names under the stack's prefix are touched.
  */
 export async function removeLibvirtLeftovers(spec: Pick<HomelabSpec, "stack" | "libvirt">, plan: Pick<HomelabPlan, "prefix" | "nodes">, opts: { purgeRetained: boolean }): Promise<string[]> {
-  const { $ } = await import("zx");
   const layout = libvirtLayout(spec, plan);
   const run = $({ quiet: true, verbose: false, nothrow: true, input: "" });
   const removed: string[] = [];
@@ -270,7 +270,6 @@ export async function removeLibvirtLeftovers(spec: Pick<HomelabSpec, "stack" | "
     await run`virsh -q -c ${layout.uri} net-undefine ${layout.network}`;
     removed.push(`network ${layout.network}`);
   }
-  const { existsSync, readdirSync, rmSync } = await import("node:fs");
   if (existsSync(layout.dir)) {
     const keep = new Set(plan.nodes.filter((n) => n.volumes.some((v) => v.retainOnDestroy) && !opts.purgeRetained).map((n) => path.posix.basename(layout.dataDisk(n))));
     for (const entry of readdirSync(layout.dir)) {

@@ -75,7 +75,7 @@ export function machineSpecOf(plan: Pick<HomelabPlan, "nodes">, node: NodePlan, 
     hostname: node.hostname,
     target,
     context: node.image.context,
-    unit: `homelab-${node.name}.service`,
+    unit: unitName(node),
     env: { ...node.env },
     volumes: node.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath })),
     ...(opts.dataDevice ? { dataDevice: opts.dataDevice } : {}),
@@ -85,6 +85,12 @@ export function machineSpecOf(plan: Pick<HomelabPlan, "nodes">, node: NodePlan, 
     hosts: plan.nodes.map((n) => ({ ip: n.ipv4Address, hostname: n.hostname })),
   };
 }
+
+/** The systemd unit of a machine node (the applier makes it, drills stop and start it). */
+export const unitName = (node: Pick<MachineSpec, "name">) => `homelab-${node.name}.service`;
+
+/** The multiplexing socket of a target, beside the stack's known_hosts. */
+const controlPath = (t: SshTarget) => `${path.dirname(t.knownHosts)}/cm-%C`;
 
 /** ssh options of a target: key only, batch mode, the host key pinned on first contact (accept-new). */
 export function sshOptions(t: SshTarget): string[] {
@@ -101,14 +107,14 @@ export function sshOptions(t: SshTarget): string[] {
     // One connection per machine, reused for 2 minutes: a key exchange costs 3-4 s under software emulation,
     // and a drill runs hundreds of commands. The socket sits beside the stack's key (mode 0700 directory).
     "-o", "ControlMaster=auto",
-    "-o", `ControlPath=${path.dirname(t.knownHosts)}/cm-%C`,
+    "-o", `ControlPath=${controlPath(t)}`,
     "-o", "ControlPersist=120",
   ];
 }
 
 /** Ends the shared connection to a machine (after its VM was powered off, a reused one would hang). */
 export function sshCloseArgv(t: SshTarget): string[] {
-  return ["ssh", "-o", `ControlPath=${path.dirname(t.knownHosts)}/cm-%C`, "-O", "exit", `${t.user}@${t.host}`];
+  return ["ssh", "-o", `ControlPath=${controlPath(t)}`, "-O", "exit", `${t.user}@${t.host}`];
 }
 
 /** `ssh <options> user@host <remote command>` as argv (ssh hands the command line to the remote shell). */

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { $ } from "zx";
-import { envFile, envPrelude, HOLD_ARG, holdReleasePath, machineHealthTimeoutSeconds, nodeEnvPath, sshArgv, sshCloseArgv, type SshTarget } from "../../components/platform/machine-node.ts";
+import { envFile, envPrelude, unitName, HOLD_ARG, holdReleasePath, machineHealthTimeoutSeconds, nodeEnvPath, sshArgv, sshCloseArgv, type SshTarget } from "../../components/platform/machine-node.ts";
 import { shellQuote, type RunResult } from "../../components/platform/docker-node.ts";
 import type { TopologyNode } from "../../components/topology.ts";
 import type { ControlledNode, ExecOptions, NodeControl, RecreateOptions } from "./node-types.ts";
@@ -24,7 +24,7 @@ function targetOf(h: LibvirtHandle): SshTarget {
   return { user, host, identityFile: h.identityFile, knownHosts: h.knownHosts };
 }
 
-const unitOf = (node: ControlledNode) => `homelab-${node.name}.service`;
+const unitOf = unitName;
 
 // quiet + verbose off: what a command reads or prints (secret files) never reaches the log.
 const run = (argv: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}) =>
