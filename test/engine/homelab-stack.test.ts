@@ -88,7 +88,7 @@ describe.runIf(status.ok)("pulumi up/destroy of the project's stack on the docke
     const topology = result.outputs.topology?.value as { nodes: Array<{ name: string; role: string; published?: { port: number } }> };
     expect(topology.nodes.map((n) => n.role).sort()).toEqual(["backup-repository", "duckdb", "monitoring", "postgres-primary", "postgres-replica", "redis"]);
     const health = await docker(["ps", "--filter", `label=${LABEL_STACK}=${STACK}`, "--format", "{{.Names}} {{.Status}}"]);
-    expect(health.stdout.trim().split("\n")).toHaveLength(5);
+    expect(health.stdout.trim().split("\n")).toHaveLength(6);
     expect(health.stdout).not.toMatch(/unhealthy|starting/);
     // Real: the app role logs in with the secret that went through Pulumi config, and writes.
     const primary = topology.nodes.find((n) => n.role === "postgres-primary")!;

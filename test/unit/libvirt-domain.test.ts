@@ -169,6 +169,12 @@ describe("libvirt domain XML planner", () => {
     expect(problems(() => parseDomainInput({ ...typical, boot: { ...typical.boot, extraArgs: ["a b"] } }))[0]).toMatch(/^boot\.extraArgs\.0: got "a b"; expected one kernel command line token/);
   });
 
+  it("refuses a credential named __proto__ instead of dropping it", () => {
+    const creds = JSON.parse('{"__proto__": "x"}') as Record<string, string>;
+    expect(Object.keys(creds)).toEqual(["__proto__"]);
+    expect(() => parseDomainInput({ ...typical, credentials: creds })).toThrow(/credentials: got .*expected credential names other than __proto__/);
+  });
+
   it("validates the network: CIDR, prefix, fixed hosts inside it, each MAC and address once", () => {
     expect(problems(() => parseNetworkInput({ ...network, subnet: "192.168.251.7/24" }))).toEqual([`subnet: got "192.168.251.7/24"; expected the network address (192.168.251.0/24), not a host address`]);
     expect(problems(() => parseNetworkInput({ ...network, subnet: "10.0.0.0/8" }))).toEqual([`subnet: got "10.0.0.0/8"; expected a prefix length from /16 to /29`]);
@@ -209,7 +215,7 @@ describe("libvirt domain XML planner", () => {
 
   it("property: any credential value (quotes, <, &, ]]>, commas, newlines, unicode) reaches the guest unchanged", () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/).filter((k) => k !== "ssh.authorized_keys.root"), fc.string({ unit: "grapheme", maxLength: 200 }), { maxKeys: 4 }), fc.stringMatching(/^[\x20-\x7e]{0,60}$/), (creds, comment) => {
+      fc.property(fc.dictionary(fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/).filter((k) => k !== "ssh.authorized_keys.root" && k !== "__proto__"), fc.string({ unit: "grapheme", maxLength: 200 }), { maxKeys: 4 }), fc.stringMatching(/^[\x20-\x7e]{0,60}$/), (creds, comment) => {
         const key = `${KEY.split(" ").slice(0, 2).join(" ")}${comment ? ` ${comment}` : ""}`;
         const xml = renderDomainXml({ ...typical, sshAuthorizedKeys: [key], credentials: creds });
         const o = parsed(xml) as { domain: { sysinfo: { oemStrings: { entry: string | string[] } } } };

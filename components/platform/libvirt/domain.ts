@@ -101,9 +101,16 @@ export const domainInputSchema = z.strictObject({
     .max(16, { error: "expected at most 16 keys" }),
   /** More systemd credentials (name -> value), passed like the SSH key. */
   credentials: z
-    .record(
+    .unknown()
+    // zod's record drops a "__proto__" key without a word; refuse it instead of losing a credential.
+    .refine((v) => !(v !== null && typeof v === "object" && Object.hasOwn(v, "__proto__")), {
+      error: "expected credential names other than __proto__",
+    })
+    .pipe(
+      z.record(
       z.string().regex(CRED_NAME_RE, { error: "expected a credential name of 1-64 letters, digits, '_', '.', '-'" }),
       z.string().max(4096, { error: "expected at most 4096 characters" }),
+      ),
     )
     .default({}),
   /** Where the serial console is also written on the host (for boot diagnostics); none if unset. */
