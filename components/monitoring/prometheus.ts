@@ -74,9 +74,19 @@ export function planExporters(m: MonitoringInput, paths: { postgresQueries: stri
   return [...pg, ...redis];
 }
 
-/** The JSON map redis_exporter's -redis.password-file reads: every Redis address -> the monitor password. */
-export function renderRedisPasswordMap(redis: MonitoredRedis[], password: string): string {
-  return `${JSON.stringify(Object.fromEntries(redis.map((r) => [`redis://${r.host}:${r.port}`, password])), null, 2)}\n`;
+/**
+ * The JSON map redis_exporter's -redis.password-file reads: every Redis address -> the monitor password.
+ * With -redis.user set the exporter looks the password up under the address WITH the user in it
+ * (exporter/redis.go lookupPasswordInPasswordMap: url.User(user), "redis://monitor@host:port"); a key
+ * without the user is never found and the exporter connects unauthenticated (NOAUTH).
+ */
+export function renderRedisPasswordMap(redis: MonitoredRedis[], user: string, password: string): string {
+  const key = (r: MonitoredRedis) => {
+    const u = new URL(`redis://${r.host}:${r.port}`);
+    u.username = user;
+    return u.toString().replace(/\/$/, "");
+  };
+  return `${JSON.stringify(Object.fromEntries(redis.map((r) => [key(r), password])), null, 2)}\n`;
 }
 
 /** The exporters file the entrypoint reads: one JSON object per line (name, port, argv, env). */

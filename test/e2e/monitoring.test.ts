@@ -108,12 +108,11 @@ describe("monitoring node on a real tier", () => {
     healthyFrom = Date.now();
   }, 300_000);
 
-  // Known defect (ADR 0016 "Not yet"): Debian's redis_exporter 1.69 does not apply -redis.password-file to
-  // its target (NOAUTH; the same ACL user logs in with -redis.password, which would put the secret in argv).
-  // Until that is solved Redis is scraped but not logged in to, and HomelabRedisPersistenceFailing is blind on
-  // a real stack. it.fails: this turns red the day the login works, so the note cannot outlive the defect.
-  it.fails("redis_exporter logs in as the monitor user (known defect: password file not applied)", async () => {
-    await until("redis_up", 20_000, async () => ((await query("redis_up == 1")).length === 1 ? true : undefined));
+  // The exporter logs in as the ACL user "monitor" with the password from its password file (never argv/env):
+  // redis_up and a persistence metric only the logged-in INFO reports.
+  it("redis_exporter logs in as the monitor user with the password file", async () => {
+    await until("redis_up", 30_000, async () => ((await query("redis_up == 1")).length === 1 ? true : undefined));
+    expect((await query("redis_rdb_last_bgsave_status")).length).toBe(1);
   }, 60_000);
 
   it("healthy stack: no alert fires while WAL is written and archived", async () => {

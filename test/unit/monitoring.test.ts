@@ -60,6 +60,10 @@ describe("monitoring planners", () => {
     expect(exporters.content).toContain('"DATA_SOURCE_PASS_FILE":"/run/homelab-secrets/homelab_monitor.password"');
     for (const f of mon.files) if (f.content.includes("REDACTED-")) expect(f.secret, f.path).toBe(true);
     expect(mon.files.filter((f) => f.secret).map((f) => f.path)).toEqual(["/etc/homelab/secrets/homelab_monitor.password", "/etc/homelab/secrets/redis-monitor.json"]);
+    // redis_exporter looks the password up under the address with -redis.user in it (redis://monitor@host:port).
+    const map = JSON.parse(mon.files.find((f) => f.path.endsWith("/redis-monitor.json"))!.content) as Record<string, string>;
+    expect(Object.keys(map)).toEqual([expect.stringMatching(/^redis:\/\/monitor@[a-z0-9.-]+:6379$/)]);
+    expect(exporters.content).toContain('"-redis.user=monitor"');
     // pg_hba: the monitor role only from the monitoring node, scram, only the postgres database.
     const hba = plan.nodes.find((n) => n.name === "pg-1")!.files.find((f) => f.path.endsWith("pg_hba.conf"))!.content;
     expect(hba.split("\n").filter((l) => l.includes("homelab_monitor"))).toEqual([expect.stringMatching(/^host\s+postgres\s+homelab_monitor\s+172\.28\.0\.41\/32\s+scram-sha-256$/)]);
