@@ -1,6 +1,7 @@
 // The monitoring node on a real tier (issue 12, ADR 0016): Prometheus scrapes every exporter, no alert fires
 // on the healthy stack, and the alert twins of docs/drills.md fire on their faults: archive_command broken
-// -> HomelabArchivingFailing, the replica's WAL receiver stopped -> HomelabReplicaNotStreaming, each within
+// -> HomelabArchivingFailing, the replica's WAL receiver stopped -> HomelabReplicaNotStreaming, Redis' data dir
+// read-only -> HomelabRedisPersistenceFailing, each within
 // two scrape+evaluation cycles of its `for:` (plus what PostgreSQL itself takes to notice). Also measures
 // the memory monitoring adds (must stay <= 150 MiB). Stack e2e-monitoring on slot 10 (172.39.0.0/24).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -162,11 +163,35 @@ describe("monitoring node on a real tier", () => {
     expect(seconds).toBeLessThanOrEqual(FIRE_BOUND_SECONDS + SLACK_SECONDS);
   }, 120_000);
 
+  it("Redis cannot write its data dir -> HomelabRedisPersistenceFailing fires", async () => {
+    // The fault: the data directory read-only for the redis user, then a BGSAVE (as admin, the password read on
+    // the node into REDISCLI_AUTH). The forked child cannot create its temp RDB file: rdb_last_bgsave_status=err.
+    const script = 'pw="$(cat -- "$1")" || exit 3; shift; REDISCLI_AUTH="$pw" exec redis-cli -e --no-auth-warning --user admin "$@"';
+    const redisCli = (...args: string[]) => tier.exec("redis", ["sh", "-c", script, "rcli", tier.topology.redis!.passwordFiles.admin!, ...args], { allowFailure: true });
+    expect((await redisCli("PING")).stdout.trim()).toBe("PONG");
+    const dir = "/var/lib/redis";
+    const mode = (await tier.exec("redis", ["stat", "-c", "%a", dir])).stdout.trim();
+    expect(mode).toMatch(/^[0-7]{3,4}$/);
+    expect((await tier.exec("redis", ["chmod", "0555", dir])).code).toBe(0);
+    try {
+      const injectedAt = Date.now();
+      const seconds = await timeToFire("HomelabRedisPersistenceFailing", injectedAt, async () => {
+        await redisCli("BGSAVE");
+      });
+      const alert = (await firing("HomelabRedisPersistenceFailing"))[0];
+      console.log(`[e2e] HomelabRedisPersistenceFailing fired ${seconds.toFixed(1)}s after Redis' data dir went read-only (for: ${PENDING_FOR_SECONDS}s, bound ${FIRE_BOUND_SECONDS}s + ${SLACK_SECONDS}s), on ${alert?.metric.node}`);
+      expect(alert?.metric).toMatchObject({ node: "redis", severity: "critical", stack: STACK });
+      expect(seconds).toBeLessThanOrEqual(FIRE_BOUND_SECONDS + SLACK_SECONDS);
+    } finally {
+      await tier.exec("redis", ["chmod", mode, dir]);
+    }
+  }, 120_000);
+
   it("over the whole run only the injected faults fired", async () => {
     const windowSeconds = Math.ceil((Date.now() - healthyFrom) / 1000) + 5;
     const fired = await query(`max_over_time(ALERTS{alertstate="firing"}[${windowSeconds}s])`);
     console.log(`[e2e] fired over ${windowSeconds}s: ${fired.map((f) => `${f.metric.alertname}{node=${f.metric.node}}`).join(", ")}`);
-    expect([...new Set(fired.map((f) => f.metric.alertname))].sort()).toEqual(["HomelabArchivingFailing", "HomelabReplicaNotStreaming"]);
+    expect([...new Set(fired.map((f) => f.metric.alertname))].sort()).toEqual(["HomelabArchivingFailing", "HomelabRedisPersistenceFailing", "HomelabReplicaNotStreaming"]);
     // `homelab status` says the same: the URL and what fires now.
     const line = await monitoringLine(prometheus);
     console.log(`[e2e] homelab status: ${line}`);
