@@ -568,7 +568,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         { path: `${etc}/postgres-queries.yml`, content: renderPostgresQueries(), mode: 0o644, secret: false },
         { path: `${etc}/exporters.jsonl`, content: renderExporters(exporters), mode: 0o644, secret: false },
         secretFile(ROLES.monitor, secrets.postgresMonitorPassword),
-        ...(input.redis.length ? [{ path: `${ETC}/secrets/redis-monitor.json`, content: renderRedisPasswordMap(input.redis, REDIS_MONITOR_USER, secrets.redisMonitorPassword), mode: 0o600, secret: true }] : []),
+        ...(input.redis.length ? [{ path: `${ETC}/secrets/redis-monitor.json`, content: renderRedisPasswordMap(input, secrets.redisMonitorPassword), mode: 0o600, secret: true }] : []),
       ],
       volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/prometheus", retainOnDestroy: false }],
       ports: [{ name: "prometheus", containerPort: PROMETHEUS_PORT, hostPort: spec.docker.basePort + 40 }],

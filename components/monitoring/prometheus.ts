@@ -67,26 +67,32 @@ export function planExporters(m: MonitoringInput, paths: { postgresQueries: stri
       name: `redis-exporter-${r.node}`,
       port,
       // -redis.password-file is a JSON map of address -> password (redis_exporter README "Authenticating").
-      argv: ["prometheus-redis-exporter", `-web.listen-address=:${port}`, `-redis.addr=redis://${r.host}:${r.port}`, `-redis.user=${m.redisUser}`, `-redis.password-file=${paths.redisPasswordMap}`],
+      argv: ["prometheus-redis-exporter", `-web.listen-address=:${port}`, `-redis.addr=${redisAddress(r)}`, `-redis.user=${m.redisUser}`, `-redis.password-file=${paths.redisPasswordMap}`],
       env: {},
     };
   });
   return [...pg, ...redis];
 }
 
+/** The address redis_exporter is given (-redis.addr) for one Redis node. */
+function redisAddress(r: MonitoredRedis): string {
+  return `redis://${r.host}:${r.port}`;
+}
+
 /**
  * The JSON map redis_exporter's -redis.password-file reads: every Redis address -> the monitor password.
  * With -redis.user set the exporter looks the password up under the address WITH the user in it
  * (exporter/redis.go lookupPasswordInPasswordMap: url.User(user), "redis://monitor@host:port"); a key
- * without the user is never found and the exporter connects unauthenticated (NOAUTH).
+ * without the user is never found and the exporter connects unauthenticated (NOAUTH). Address and user come
+ * from the same input as the exporter's argv (planExporters), so the two cannot drift apart.
  */
-export function renderRedisPasswordMap(redis: MonitoredRedis[], user: string, password: string): string {
+export function renderRedisPasswordMap(m: Pick<MonitoringInput, "redis" | "redisUser">, password: string): string {
   const key = (r: MonitoredRedis) => {
-    const u = new URL(`redis://${r.host}:${r.port}`);
-    u.username = user;
+    const u = new URL(redisAddress(r));
+    u.username = m.redisUser;
     return u.toString().replace(/\/$/, "");
   };
-  return `${JSON.stringify(Object.fromEntries(redis.map((r) => [key(r), password])), null, 2)}\n`;
+  return `${JSON.stringify(Object.fromEntries(m.redis.map((r) => [key(r), password])), null, 2)}\n`;
 }
 
 /** The exporters file the entrypoint reads: one JSON object per line (name, port, argv, env). */

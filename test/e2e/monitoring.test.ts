@@ -7,6 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { monitoringLine } from "../../cli/lifecycle-commands.ts";
 import { ALERT_NAMES } from "../../components/monitoring/index.ts";
+import { DockerNodeControl } from "../../drills/lib/nodes.ts";
+import { redisCliOnNode } from "../../drills/lib/redis.ts";
+import { nodeByRole } from "../../drills/lib/topology.ts";
 import { e2eSpec, ensureImages, leftovers, startTier, tierMemoryBytes, type Tier } from "./harness.ts";
 
 const STACK = "e2e-monitoring";
@@ -166,9 +169,10 @@ describe("monitoring node on a real tier", () => {
   it("Redis cannot write its data dir -> HomelabRedisPersistenceFailing fires", async () => {
     // The fault: the data directory read-only for the redis user, then a BGSAVE (as admin, the password read on
     // the node into REDISCLI_AUTH). The forked child cannot create its temp RDB file: rdb_last_bgsave_status=err.
-    const script = 'pw="$(cat -- "$1")" || exit 3; shift; REDISCLI_AUTH="$pw" exec redis-cli -e --no-auth-warning --user admin "$@"';
-    const redisCli = (...args: string[]) => tier.exec("redis", ["sh", "-c", script, "rcli", tier.topology.redis!.passwordFiles.admin!, ...args], { allowFailure: true });
-    expect((await redisCli("PING")).stdout.trim()).toBe("PONG");
+    const ctl = new DockerNodeControl();
+    const redis = nodeByRole(tier.topology, "redis");
+    const admin = { user: tier.topology.redis!.adminUser, passwordFile: tier.topology.redis!.passwordFiles.admin! };
+    expect(await redisCliOnNode(ctl, redis, admin, ["PING"])).toBe("PONG");
     const dir = "/var/lib/redis";
     const mode = (await tier.exec("redis", ["stat", "-c", "%a", dir])).stdout.trim();
     expect(mode).toMatch(/^[0-7]{3,4}$/);
@@ -176,7 +180,7 @@ describe("monitoring node on a real tier", () => {
     try {
       const injectedAt = Date.now();
       const seconds = await timeToFire("HomelabRedisPersistenceFailing", injectedAt, async () => {
-        await redisCli("BGSAVE");
+        await redisCliOnNode(ctl, redis, admin, ["BGSAVE"]).catch(() => undefined);
       });
       const alert = (await firing("HomelabRedisPersistenceFailing"))[0];
       console.log(`[e2e] HomelabRedisPersistenceFailing fired ${seconds.toFixed(1)}s after Redis' data dir went read-only (for: ${PENDING_FOR_SECONDS}s, bound ${FIRE_BOUND_SECONDS}s + ${SLACK_SECONDS}s), on ${alert?.metric.node}`);

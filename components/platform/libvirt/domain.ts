@@ -108,8 +108,8 @@ export const domainInputSchema = z.strictObject({
     })
     .pipe(
       z.record(
-      z.string().regex(CRED_NAME_RE, { error: "expected a credential name of 1-64 letters, digits, '_', '.', '-'" }),
-      z.string().max(4096, { error: "expected at most 4096 characters" }),
+        z.string().regex(CRED_NAME_RE, { error: "expected a credential name of 1-64 letters, digits, '_', '.', '-'" }),
+        z.string().max(4096, { error: "expected at most 4096 characters" }),
       ),
     )
     .default({}),
