@@ -170,7 +170,21 @@ T_DEBOOTSTRAP="$(elapsed "$t0")"
 log "$SUITE: debootstrap done in $T_DEBOOTSTRAP"
 
 mount -t proc proc "$ROOT/proc"; mount -t sysfs sys "$ROOT/sys"
-mount --bind /dev "$ROOT/dev"; mount --bind /dev/pts "$ROOT/dev/pts"
+# A private /dev, never a bind of the host's: package scripts in the chroot (udev, systemd's tmpfiles) chgrp
+# device nodes to the CHROOT's group ids, and on a bound /dev that re-owned the host's /dev/kvm to a gid
+# that is no group on the host, so libvirt-qemu lost access and libvirt re-probed qemu on every virsh call.
+mount -t tmpfs -o mode=0755,nosuid hlvm-dev "$ROOT/dev"
+while read -r node major minor; do mknod -m 0666 "$ROOT/dev/$node" c "$major" "$minor"; done <<'DEVICES'
+null 1 3
+zero 1 5
+full 1 7
+random 1 8
+urandom 1 9
+tty 5 0
+DEVICES
+mkdir -m 0755 "$ROOT/dev/pts"; mkdir -m 1777 "$ROOT/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$ROOT/dev/pts"
+ln -s pts/ptmx "$ROOT/dev/ptmx"; ln -s /proc/self/fd "$ROOT/dev/fd"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 
 # No service may start inside the chroot (invoke-rc.d asks policy-rc.d); removed before the image is made.

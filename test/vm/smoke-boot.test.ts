@@ -8,7 +8,7 @@
 //   HLVM_KEEP_DATA=1   keep the data disk (/var/lib/libvirt/images/hlvm-smoke-data.qcow2); the next run
 //                      boots a NEW VM on it and finds the marker the previous one wrote
 //   HLVM_EMULATION=kvm use KVM (only where the CPU shows vmx/svm and KVM really runs guests)
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -70,7 +70,11 @@ describe.sequential("VM smoke boot (libvirt, TCG, offline trixie image)", () => 
   }, 120_000);
 
   it("builds or reuses the base image", async () => {
+    // The build's chroot must not re-own host devices (it once bound the host's /dev, and a package script
+    // there gave /dev/kvm the chroot's kvm gid: libvirt-qemu lost it and every virsh define re-probed qemu).
+    const kvmBefore = existsSync("/dev/kvm") ? statSync("/dev/kvm") : undefined;
     const r = await baseImage(log);
+    if (kvmBefore) expect({ ...statSync("/dev/kvm") }, "/dev/kvm owner and mode after the image build").toMatchObject({ uid: kvmBefore.uid, gid: kvmBefore.gid, mode: kvmBefore.mode });
     image = r.image;
     numbers.imageSeconds = r.seconds.toFixed(1);
     numbers.image = r.stderr.includes("cached:") ? "cached" : "built";
