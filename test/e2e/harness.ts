@@ -1,7 +1,7 @@
 // e2e harness: applies the SAME NodePlans `pulumi up` would to a real Docker engine (docs/architecture.md
 // "Testing pyramid"), runs the same post-up steps, and removes everything it made, even on failure.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { validateConfig, type HomelabSpec } from "../../components/config/index.ts";
 import { generateTlsBundle } from "../../components/pgbackrest/tls.ts";
@@ -173,4 +173,47 @@ export async function leftovers(stack: string): Promise<string[]> {
     for (const id of r.stdout.split(/\s+/).filter(Boolean)) out.push(`${kind} ${id}`);
   }
   return out;
+}
+
+/**
+ * A container's memory as `docker stats` counts it (usage less inactive file pages), read from the host's
+ * cgroup files: a sample costs microseconds, where `docker stats --no-stream` takes seconds and, on a loaded
+ * machine, can miss a whole short run (CI saw a peak of 0 that way). cgroup v1 (the memory controller's own
+ * hierarchy, as on the build machines) or v2.
+ */
+export async function containerMemoryReader(container: string): Promise<() => number> {
+  const pid = (await docker(["inspect", "-f", "{{.State.Pid}}", container])).stdout.trim();
+  const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n");
+  const v1 = lines.map((l) => /^\d+:memory:(.*)$/.exec(l)?.[1]).find((p) => p !== undefined);
+  const v2 = lines.find((l) => l.startsWith("0::"))?.slice(3);
+  const [dir, usageFile, inactiveKey] = v1 !== undefined
+    ? [path.join("/sys/fs/cgroup/memory", v1), "memory.usage_in_bytes", "total_inactive_file"]
+    : [path.join("/sys/fs/cgroup", v2 ?? ""), "memory.current", "inactive_file"];
+  if (v1 === undefined && v2 === undefined) throw new Error(`container ${container}: no memory cgroup in /proc/${pid}/cgroup`);
+  const key = new RegExp(`^${inactiveKey} (\\d+)$`, "m");
+  const read = () => {
+    const usage = Number(readFileSync(path.join(dir, usageFile), "utf8"));
+    const inactive = Number(key.exec(readFileSync(path.join(dir, "memory.stat"), "utf8"))?.[1] ?? 0);
+    return usage - inactive;
+  };
+  read(); // fails now, naming the file, rather than in the sampler
+  return read;
+}
+
+/** Samples a container's memory every intervalMs while `work` runs: its idle value before, and the peak. */
+export async function withMemorySampling<T>(container: string, work: () => Promise<T>, intervalMs = 100): Promise<{ result: T; idleBytes: number; peakBytes: number; samples: number }> {
+  const read = await containerMemoryReader(container);
+  const idleBytes = read();
+  let peakBytes = 0;
+  let samples = 0;
+  const sample = () => { peakBytes = Math.max(peakBytes, read()); samples++; };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  try {
+    const result = await work();
+    sample();
+    return { result, idleBytes, peakBytes, samples };
+  } finally {
+    clearInterval(timer);
+  }
 }

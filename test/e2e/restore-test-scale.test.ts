@@ -5,7 +5,7 @@
 //   HOMELAB_IMAGE_NAMESPACE=... HOMELAB_E2E_RESTORE_SCALE=60 npx vitest run test/e2e/restore-test-scale.test.ts
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRestoreTestHistory } from "../../drills/lib/restore-test.ts";
-import { e2eSpec, ensureImages, leftovers, startTier, tierMemoryBytes, type Tier } from "./harness.ts";
+import { e2eSpec, ensureImages, leftovers, startTier, withMemorySampling, type Tier } from "./harness.ts";
 
 const SCALE = Number(process.env.HOMELAB_E2E_RESTORE_SCALE ?? "0");
 const STACK = "e2e-restoretest-scale";
@@ -35,16 +35,9 @@ describe.skipIf(!(SCALE > 0))(`scheduled restore test at pgbench scale ${SCALE}`
     const backupSeconds = seconds(t0);
 
     const repo = tier.plan.nodes.find((n) => n.name === "backup")!.hostname;
-    const idle = (await tierMemoryBytes(STACK)).perContainer[repo] ?? 0;
-    let peak = 0;
-    let done = false;
-    const sampler = (async () => {
-      while (!done) peak = Math.max(peak, (await tierMemoryBytes(STACK)).perContainer[repo] ?? 0);
-    })();
-    const run = await tier.exec("backup", ["homelab-restore-test", "--budget", "3600"], { user: "postgres", allowFailure: true }).finally(() => {
-      done = true;
-    });
-    await sampler;
+    const { result: run, idleBytes: idle, peakBytes: peak } = await withMemorySampling(repo, () =>
+      tier.exec("backup", ["homelab-restore-test", "--budget", "3600"], { user: "postgres", allowFailure: true }),
+    );
     expect(run.code, run.stdout).toBe(0);
     const r = parseRestoreTestHistory((await tier.exec("backup", ["homelab-restore-test", "--history"])).stdout).records.at(-1)!;
     expect(r.verdict).toBe("pass");

@@ -14,7 +14,7 @@ import { writeHistoryReport } from "../../cli/drill-commands.ts";
 import { planHomelab } from "../../components/plan.ts";
 import { applyPlan, docker } from "../../components/platform/docker-node.ts";
 import { RESTORE_TEST_DRILL, parseRestoreTestHistory, type RestoreTestRecord } from "../../drills/lib/restore-test.ts";
-import { e2eSpec, ensureImages, leftovers, startTier, tierMemoryBytes, type Tier } from "./harness.ts";
+import { e2eSpec, ensureImages, leftovers, startTier, withMemorySampling, type Tier } from "./harness.ts";
 
 const STACK = "e2e-restoretest";
 const SLOT = 4;
@@ -41,23 +41,12 @@ async function newestLabel(): Promise<string> {
 
 /** Runs the restore test as cron would (as postgres), sampling the repository node's memory meanwhile. */
 async function runRestoreTest(budgetSeconds = 600): Promise<{ code: number; stdout: string; stderr: string; peakMemoryBytes: number; idleMemoryBytes: number }> {
-  const idle = (await tierMemoryBytes(STACK)).perContainer[repositoryContainer()] ?? 0;
-  let peak = 0;
-  let done = false;
-  const sampler = (async () => {
-    while (!done) {
-      // docker stats takes a second or two per sample: a few samples per run.
-      const m = await tierMemoryBytes(STACK);
-      peak = Math.max(peak, m.perContainer[repositoryContainer()] ?? 0);
-    }
-  })();
-  try {
-    const r = await tier.exec("backup", ["homelab-restore-test", "--stanza", tier.spec.pgbackrest.stanza, "--budget", String(budgetSeconds)], { user: "postgres", allowFailure: true });
-    return { ...r, peakMemoryBytes: peak, idleMemoryBytes: idle };
-  } finally {
-    done = true;
-    await sampler;
-  }
+  const { result, idleBytes, peakBytes, samples } = await withMemorySampling(repositoryContainer(), () =>
+    tier.exec("backup", ["homelab-restore-test", "--stanza", tier.spec.pgbackrest.stanza, "--budget", String(budgetSeconds)], { user: "postgres", allowFailure: true }),
+  );
+  // Two samples are the ones before and after; a run of seconds gets tens more.
+  expect(samples).toBeGreaterThan(2);
+  return { ...result, peakMemoryBytes: peakBytes, idleMemoryBytes: idleBytes };
 }
 
 /** Nothing of a run left: no scratch directory, no PostgreSQL process on the repository node. */
