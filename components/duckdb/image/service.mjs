@@ -4,6 +4,7 @@
 import http from 'node:http';
 import { readConfig, ConfigError } from './lib/config.mjs';
 import { Mirror, QueryRejected, describeError } from './lib/mirror.mjs';
+import { renderMetrics, METRICS_CONTENT_TYPE } from './lib/metrics.mjs';
 
 // docker stop waits 10 s before SIGKILL: leave time to close DuckDB cleanly after aborting a sync.
 const SHUTDOWN_WAIT_MS = 6_000;
@@ -19,6 +20,11 @@ function send(res, status, body) {
   res.end(text);
 }
 
+function sendText(res, status, contentType, text) {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
 function router(mirror) {
   return async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -30,6 +36,9 @@ function router(mirror) {
           const health = mirror.health();
           return send(res, health.ok ? 200 : 503, health);
         }
+        case 'GET /metrics':
+        case 'HEAD /metrics':
+          return sendText(res, 200, METRICS_CONTENT_TYPE, renderMetrics(mirror.state, mirror.config.syncIntervalSeconds));
         case 'POST /sync': {
           const result = await mirror.sync('http');
           return send(res, result.ok ? 200 : 500, result);
@@ -43,8 +52,8 @@ function router(mirror) {
           }
         }
         default: {
-          const known = ['/healthz', '/sync', '/query'].includes(url.pathname);
-          return send(res, known ? 405 : 404, { error: known ? `${req.method} not allowed on ${url.pathname}` : 'not found: try GET /healthz, POST /sync, GET /query?sql=' });
+          const known = ['/healthz', '/metrics', '/sync', '/query'].includes(url.pathname);
+          return send(res, known ? 405 : 404, { error: known ? `${req.method} not allowed on ${url.pathname}` : 'not found: try GET /healthz, GET /metrics, POST /sync, GET /query?sql=' });
         }
       }
     } catch (err) {

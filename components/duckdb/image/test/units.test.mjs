@@ -1,10 +1,11 @@
-// Pure parts: configuration, type mapping, SQL guard and quoting.
+// Pure parts: configuration, type mapping, SQL guard and quoting, the metrics page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readConfig, ConfigError } from '../lib/config.mjs';
 import { planColumn, numericTypmod, copyOutSql } from '../lib/pgtypes.mjs';
 import { checkReadOnlySql, quoteIdent, quoteLiteral, parquetFileName } from '../lib/sql.mjs';
-import { planTables, loadSql, describeError } from '../lib/mirror.mjs';
+import { Mirror, planTables, loadSql, describeError } from '../lib/mirror.mjs';
+import { renderMetrics, escapeLabelValue, formatValue, METRICS_CONTENT_TYPE } from '../lib/metrics.mjs';
 
 const baseEnv = { HOMELAB_SOURCE_HOST: 'pg-replica', HOMELAB_SOURCE_DATABASE: 'app', HOMELAB_SOURCE_USER: 'analytics_ro' };
 
@@ -120,4 +121,170 @@ test('describeError keeps one line and the SQLSTATE only', () => {
   assert.equal(describeError(Object.assign(new Error('password authentication failed for user "ro"\ndetail'), { code: '28P01' })),
     'password authentication failed for user "ro" (SQLSTATE 28P01)');
   assert.equal(describeError(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:5432'), { code: 'ECONNREFUSED' })), 'connect ECONNREFUSED 10.0.0.1:5432');
+});
+
+const METRIC_NAMES = ['homelab_duckdb_last_sync_success_timestamp_seconds', 'homelab_duckdb_last_sync_attempt_timestamp_seconds',
+  'homelab_duckdb_last_sync_ok', 'homelab_duckdb_last_sync_duration_seconds', 'homelab_duckdb_syncs_total',
+  'homelab_duckdb_sync_failures_total', 'homelab_duckdb_sync_interval_seconds', 'homelab_duckdb_table_rows'];
+const COUNTERS = ['homelab_duckdb_syncs_total', 'homelab_duckdb_sync_failures_total'];
+
+/**
+ * Parse a metrics page strictly enough to catch format mistakes: every family has # HELP then # TYPE
+ * before its samples, families are not repeated, every sample line is `name{labels} value`.
+ * Returns { families: Map(name -> type), samples: Map('name{labels}' -> number) }.
+ */
+function parseMetrics(text) {
+  assert.ok(text.endsWith('\n'), 'the page ends with a line feed');
+  const families = new Map();
+  const samples = new Map();
+  let current;
+  let pendingHelp;
+  for (const line of text.slice(0, -1).split('\n')) {
+    let m;
+    if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (\S.*)$/.exec(line))) {
+      assert.equal(families.has(m[1]), false, `family ${m[1]} repeated`);
+      pendingHelp = m[1];
+    } else if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (gauge|counter)$/.exec(line))) {
+      assert.equal(m[1], pendingHelp, `# TYPE ${m[1]} must follow its # HELP`);
+      families.set(m[1], m[2]);
+      current = m[1];
+      pendingHelp = undefined;
+    } else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (\S+)$/.exec(line))) {
+      assert.equal(m[1], current, `sample ${line} outside its family`);
+      const value = Number(m[3]);
+      assert.ok(Number.isFinite(value), `value of ${line}`);
+      samples.set(`${m[1]}${m[2] ?? ''}`, value);
+    } else {
+      assert.fail(`not exposition format 0.0.4: ${JSON.stringify(line)}`);
+    }
+  }
+  return { families, samples };
+}
+
+const syncedState = {
+  lastSyncAt: '2024-12-03T14:00:01.250Z', lastAttemptAt: '2024-12-03T14:00:00.000Z', lastError: null, lastDurationMs: 1250,
+  tables: { 'public.incidents': 1000, 'ops.deploys': 40 }, syncs: 3, failures: 1,
+};
+
+test('metrics: content type, every family with HELP and TYPE, counters named _total', () => {
+  assert.equal(METRICS_CONTENT_TYPE, 'text/plain; version=0.0.4; charset=utf-8');
+  const { families } = parseMetrics(renderMetrics(syncedState, 300));
+  assert.deepEqual([...families.keys()], METRIC_NAMES);
+  for (const [name, type] of families) assert.equal(type, COUNTERS.includes(name) ? 'counter' : 'gauge', name);
+});
+
+test('metrics: a never-synced mirror is stale from the epoch (success timestamp 0), not ok, with no row or duration samples', () => {
+  const fresh = new Mirror(readConfig({ ...baseEnv, HOMELAB_SYNC_INTERVAL_SECONDS: '120' }), () => {});
+  const text = renderMetrics(fresh.state, fresh.config.syncIntervalSeconds);
+  const { families, samples } = parseMetrics(text);
+  assert.deepEqual([...families.keys()], METRIC_NAMES);
+  assert.deepEqual(Object.fromEntries(samples), {
+    homelab_duckdb_last_sync_success_timestamp_seconds: 0,
+    homelab_duckdb_last_sync_attempt_timestamp_seconds: 0,
+    homelab_duckdb_last_sync_ok: 0,
+    homelab_duckdb_syncs_total: 0,
+    homelab_duckdb_sync_failures_total: 0,
+    homelab_duckdb_sync_interval_seconds: 120,
+  });
+});
+
+test('metrics: a successful sync, exactly as exposed', () => {
+  assert.equal(renderMetrics(syncedState, 300), [
+    '# HELP homelab_duckdb_last_sync_success_timestamp_seconds Unix time the last successful sync finished; 0 if none succeeded since the service started.',
+    '# TYPE homelab_duckdb_last_sync_success_timestamp_seconds gauge',
+    'homelab_duckdb_last_sync_success_timestamp_seconds 1733234401.25',
+    '# HELP homelab_duckdb_last_sync_attempt_timestamp_seconds Unix time the last sync attempt started (it may still be running); 0 if none was made.',
+    '# TYPE homelab_duckdb_last_sync_attempt_timestamp_seconds gauge',
+    'homelab_duckdb_last_sync_attempt_timestamp_seconds 1733234400',
+    '# HELP homelab_duckdb_last_sync_ok 1 if the last finished sync attempt succeeded, 0 if it failed or no sync has succeeded yet.',
+    '# TYPE homelab_duckdb_last_sync_ok gauge',
+    'homelab_duckdb_last_sync_ok 1',
+    '# HELP homelab_duckdb_last_sync_duration_seconds How long the last finished sync attempt (successful or not) took.',
+    '# TYPE homelab_duckdb_last_sync_duration_seconds gauge',
+    'homelab_duckdb_last_sync_duration_seconds 1.25',
+    '# HELP homelab_duckdb_syncs_total Sync attempts finished since the service started, successful or not.',
+    '# TYPE homelab_duckdb_syncs_total counter',
+    'homelab_duckdb_syncs_total 4',
+    '# HELP homelab_duckdb_sync_failures_total Sync attempts that failed (or were aborted by shutdown) since the service started.',
+    '# TYPE homelab_duckdb_sync_failures_total counter',
+    'homelab_duckdb_sync_failures_total 1',
+    '# HELP homelab_duckdb_sync_interval_seconds Configured seconds between the end of one sync and the start of the next (HOMELAB_SYNC_INTERVAL_SECONDS); 0 = only at start and on POST /sync.',
+    '# TYPE homelab_duckdb_sync_interval_seconds gauge',
+    'homelab_duckdb_sync_interval_seconds 300',
+    '# HELP homelab_duckdb_table_rows Rows of each mirrored table ("<schema>.<table>") as of the last successful sync.',
+    '# TYPE homelab_duckdb_table_rows gauge',
+    'homelab_duckdb_table_rows{table="ops.deploys"} 40',
+    'homelab_duckdb_table_rows{table="public.incidents"} 1000',
+    '',
+  ].join('\n'));
+});
+
+test('metrics: the real Mirror state through success, failure, success (syncs counts successes; the metric counts attempts)', async () => {
+  const mirror = new Mirror(readConfig({ ...baseEnv, HOMELAB_SYNC_INTERVAL_SECONDS: '60' }), () => {});
+  let fail = false;
+  mirror.pullAndSwap = async () => {
+    if (fail) throw Object.assign(new Error('password authentication failed for user "analytics_ro"'), { code: '28P01' });
+    return [{ key: 'public.incidents', rows: 7 }, { key: 'ops.deploys', rows: 2 }];
+  };
+  mirror.dropStaging = async () => {};
+  mirror.clearStagingFiles = async () => {};
+  const scrape = () => Object.fromEntries(parseMetrics(renderMetrics(mirror.state, mirror.config.syncIntervalSeconds)).samples);
+
+  const before = Date.now() / 1000;
+  assert.equal((await mirror.sync('test')).ok, true);
+  const ok = scrape();
+  assert.equal(ok.homelab_duckdb_last_sync_ok, 1);
+  assert.ok(ok.homelab_duckdb_last_sync_success_timestamp_seconds >= before && ok.homelab_duckdb_last_sync_success_timestamp_seconds <= Date.now() / 1000);
+  assert.ok(ok.homelab_duckdb_last_sync_attempt_timestamp_seconds <= ok.homelab_duckdb_last_sync_success_timestamp_seconds);
+  assert.ok(ok.homelab_duckdb_last_sync_duration_seconds >= 0);
+  assert.equal(ok.homelab_duckdb_syncs_total, 1);
+  assert.equal(ok.homelab_duckdb_sync_failures_total, 0);
+  assert.equal(ok.homelab_duckdb_sync_interval_seconds, 60);
+  assert.equal(ok['homelab_duckdb_table_rows{table="public.incidents"}'], 7);
+  assert.equal(ok['homelab_duckdb_table_rows{table="ops.deploys"}'], 2);
+
+  await new Promise((resolve) => setTimeout(resolve, 5)); // a later attempt timestamp
+  fail = true;
+  assert.equal((await mirror.sync('test')).ok, false);
+  const failed = scrape();
+  assert.equal(failed.homelab_duckdb_last_sync_ok, 0);
+  assert.equal(failed.homelab_duckdb_last_sync_success_timestamp_seconds, ok.homelab_duckdb_last_sync_success_timestamp_seconds, 'a failure keeps the last success');
+  assert.ok(failed.homelab_duckdb_last_sync_attempt_timestamp_seconds > ok.homelab_duckdb_last_sync_success_timestamp_seconds);
+  assert.equal(failed.homelab_duckdb_syncs_total, 2);
+  assert.equal(failed.homelab_duckdb_sync_failures_total, 1);
+  assert.equal(failed['homelab_duckdb_table_rows{table="public.incidents"}'], 7, 'row counts stay those of the last success');
+  assert.equal(mirror.state.syncs, 1, 'Mirror.state.syncs counts successes only');
+  const text = renderMetrics(mirror.state, 60);
+  for (const leak of ['password', 'analytics_ro', '28P01', mirror.state.lastError]) assert.equal(text.includes(leak), false, `metrics contain ${leak}`);
+
+  fail = false;
+  assert.equal((await mirror.sync('test')).ok, true);
+  const again = scrape();
+  assert.equal(again.homelab_duckdb_last_sync_ok, 1);
+  assert.ok(again.homelab_duckdb_last_sync_success_timestamp_seconds > ok.homelab_duckdb_last_sync_success_timestamp_seconds);
+  assert.equal(again.homelab_duckdb_syncs_total, 3);
+  assert.equal(again.homelab_duckdb_sync_failures_total, 1);
+});
+
+test('metrics: a first attempt that fails leaves the success timestamp at 0', () => {
+  const { samples } = parseMetrics(renderMetrics({ ...syncedState, lastSyncAt: null, lastError: 'connect ECONNREFUSED', tables: {}, syncs: 0, failures: 1 }, 300));
+  assert.equal(samples.get('homelab_duckdb_last_sync_success_timestamp_seconds'), 0);
+  assert.equal(samples.get('homelab_duckdb_last_sync_ok'), 0);
+  assert.equal(samples.get('homelab_duckdb_syncs_total'), 1);
+  assert.equal([...samples.keys()].some((k) => k.startsWith('homelab_duckdb_table_rows')), false);
+});
+
+test('metrics: table label values escape backslash, double quote and line feed', () => {
+  assert.equal(escapeLabelValue('a\\b"c\nd'), 'a\\\\b\\"c\\nd');
+  assert.equal(escapeLabelValue('public.incidents'), 'public.incidents');
+  const text = renderMetrics({ ...syncedState, tables: { 'we"ird.t\\1': 1, 'multi\nline.x': 2, 'plain.ünïcode': 3 } }, 300);
+  assert.ok(text.includes('homelab_duckdb_table_rows{table="multi\\nline.x"} 2\n'));
+  assert.ok(text.includes('homelab_duckdb_table_rows{table="plain.ünïcode"} 3\n'));
+  assert.ok(text.includes('homelab_duckdb_table_rows{table="we\\"ird.t\\\\1"} 1\n'));
+  const { samples } = parseMetrics(text);
+  assert.equal([...samples.keys()].filter((k) => k.startsWith('homelab_duckdb_table_rows')).length, 3);
+});
+
+test('metrics: special values in Go float syntax', () => {
+  assert.deepEqual([NaN, Infinity, -Infinity, 0, 1.5, 1733234401.25].map(formatValue), ['NaN', '+Inf', '-Inf', '0', '1.5', '1733234401.25']);
 });
