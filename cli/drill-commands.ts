@@ -7,6 +7,7 @@ import { Command, Option } from "commander";
 import type { Topology } from "../components/topology.ts";
 import { currentPrimary, loadTopology, nodeByName, pgNodeStates } from "../drills/lib/topology.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
+import { publishDrillMetrics } from "../drills/lib/metrics.ts";
 import { exitCodeFor, loadHistory, renderChartSvg, renderHistoryMarkdown, type DrillReport } from "../drills/lib/report.ts";
 import { psqlOnNode } from "../drills/lib/nodes.ts";
 import { loadCachedRestoreTests, renderRestoreTestMarkdown, restoreTestHistoryEntry, restoreTestHistoryOnNode, saveRestoreTestRecords } from "../drills/lib/restore-test.ts";
@@ -136,11 +137,25 @@ async function runDrills(requested: readonly DrillName[], flags: DrillFlags, all
       return t;
     };
     const report = await RUNNERS[drill](load, flags);
+    await deliverDrillMetrics(load, flags.reports);
     const code = exitCodeFor(report);
     console.log(`${drill}: ${report.verdict.toUpperCase()}${code === 0 ? "" : ` (${report.checks.filter((c) => !c.ok).map((c) => c.detail).join("; ")})`}`);
     worst = Math.max(worst, code);
   }
   return worst;
+}
+
+/**
+ * The drill results to the stack's monitoring node (HomelabDrillFailed, HomelabDrillOverdue). A monitoring node
+ * that cannot take them is a warning, not the drill's verdict: the report on disk is the record.
+ */
+async function deliverDrillMetrics(load: () => Promise<Topology>, reportsDir: string): Promise<void> {
+  try {
+    const where = await publishDrillMetrics(await load(), reportsDir);
+    if (where) console.log(`drill metrics: ${where}`);
+  } catch (e) {
+    console.warn(`drill metrics: not delivered to the monitoring node (${(e as Error).message}); the next drill delivers the whole history again`);
+  }
 }
 
 /** drills/<drill>.mts on its own: `homelab drill <drill>`'s flags (those it reads) and runner, no name argument. */

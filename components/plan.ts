@@ -9,7 +9,7 @@ import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, planPatroniTiming, renderHaproxyConf, renderHba, renderPatroniConf, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
 import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
-import { NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
+import { DUCKDB_HTTP_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertmanagerConfig, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
 
 export type HomelabSecrets = { [K in Exclude<SecretKey, "tls" | "repo2Ssh">]: string } & { tls: TlsBundle; repo2Ssh: SftpKeys };
 
@@ -537,6 +537,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       scrapeIntervalSeconds: spec.monitoring.scrapeInterval,
       postgres: pgNames.map((n) => ({ node: n, host: host(n), port: 5432 })),
       redis: nodes.filter((n) => n.role === "redis" || n.role === "redis-replica").map((n) => ({ node: n.name, host: n.hostname, port: 6379 })),
+      duckdb: nodes.filter((n) => n.role === "duckdb").map((n) => ({ node: n.name, host: n.hostname, port: DUCKDB_HTTP_PORT })),
       nodeExporters: nodes.filter((n) => n.image.name === IMAGES.postgres.name).map((n) => ({ node: n.name, host: n.hostname })),
       postgresUser: ROLES.monitor,
       postgresPasswordFile: `${runSecrets}/${ROLES.monitor}.password`,
@@ -554,8 +555,9 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       diskUsedRatio: spec.monitoring.alerts.diskUsedRatio,
       drillMaxAgeSeconds: spec.monitoring.alerts.drillMaxAge,
       pendingForSeconds: spec.monitoring.alerts.pendingFor,
+      ...(spec.duckdb.enabled ? { analyticsSyncIntervalSeconds: spec.duckdb.syncInterval } : {}),
     });
-    const exporters = planExporters(input, { postgresQueries: `${conf}/postgres-queries.yml`, redisPasswordMap: `${runSecrets}/redis-monitor.json` });
+    const exporters = planExporters(input, { postgresQueries: `${conf}/postgres-queries.yml`, redisPasswordMap: `${runSecrets}/redis-monitor.json`, alertmanagerConfig: `${conf}/alertmanager.yml` });
     nodes.push({
       name,
       hostname,
@@ -567,6 +569,12 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         { path: `${etc}/rules.yml`, content: renderAlertRules(alerts, spec.monitoring.scrapeInterval), mode: 0o644, secret: false },
         { path: `${etc}/postgres-queries.yml`, content: renderPostgresQueries(), mode: 0o644, secret: false },
         { path: `${etc}/exporters.jsonl`, content: renderExporters(exporters), mode: 0o644, secret: false },
+        {
+          path: `${etc}/alertmanager.yml`,
+          content: renderAlertmanagerConfig({ webhookUrl: spec.monitoring.alerting.webhookUrl, groupWaitSeconds: spec.monitoring.alerting.groupWait, repeatIntervalSeconds: spec.monitoring.alerting.repeatInterval }),
+          mode: 0o644,
+          secret: false,
+        },
         secretFile(ROLES.monitor, secrets.postgresMonitorPassword),
         ...(input.redis.length ? [{ path: `${ETC}/secrets/redis-monitor.json`, content: renderRedisPasswordMap(input, secrets.redisMonitorPassword), mode: 0o600, secret: true }] : []),
       ],

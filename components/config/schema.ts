@@ -334,6 +334,18 @@ const monitoring = z
       })
       .strict()
       .prefault({}),
+    /** Alertmanager on the monitoring node: where firing and resolved alerts are POSTed. */
+    alerting: z
+      .object({
+        /** Webhook receiver (Alertmanager webhook_config; Prometheus' webhook JSON); none: alerts are only shown. */
+        webhookUrl: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional(),
+        /** How long Alertmanager waits to group a new alert with others before the first notification. */
+        groupWait: durationSeconds.prefault("30s"),
+        /** How often a still-firing alert is sent again. */
+        repeatInterval: durationSeconds.prefault("4h"),
+      })
+      .strict()
+      .prefault({}),
     node: nodeResources({ memory: "192MiB", cpus: 1, storage: "ssd" }),
   })
   .strict()

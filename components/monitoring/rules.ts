@@ -12,6 +12,7 @@ export const ALERT_NAMES = [
   "HomelabReplicationLagHigh",
   "HomelabSlotWalRetained",
   "HomelabRedisPersistenceFailing",
+  "HomelabAnalyticsStale",
   "HomelabDiskFilling",
   "HomelabDrillFailed",
   "HomelabDrillOverdue",
@@ -37,6 +38,8 @@ export interface AlertObjectives {
   drillMaxAgeSeconds: number;
   /** monitoring.alerts.pendingFor: how long a fast signal (archiving, streaming, lag) must hold before it fires. */
   pendingForSeconds: number;
+  /** duckdb.syncInterval when the stack has a DuckDB host: its mirror may be at most two of these old. */
+  analyticsSyncIntervalSeconds?: number;
 }
 
 /** Annotations use only {{ $labels.<name> }} templates, so a test can expect them exactly (expandAnnotation). */
@@ -61,6 +64,7 @@ export function runbookPath(alert: AlertName): string {
 export function planAlertRules(o: AlertObjectives): AlertRule[] {
   const problems: string[] = [];
   for (const [key, value] of Object.entries(o)) {
+    if (key === "analyticsSyncIntervalSeconds" && value === undefined) continue;
     if (key !== "stack" && (typeof value !== "number" || !Number.isFinite(value) || value <= 0)) problems.push(`${key}: got ${String(value)}; expected a positive number`);
   }
   for (const key of ["slotWalRetainedRatio", "diskUsedRatio"] as const) if (o[key] >= 1) problems.push(`${key}: got ${o[key]}; expected a ratio below 1`);
@@ -110,6 +114,12 @@ export function planAlertRules(o: AlertObjectives): AlertRule[] {
       fast,
       "Redis {{ $labels.node }} cannot persist (RDB save or AOF write failing)",
       "Writes acknowledged now are lost on a restart; with noeviction Redis also refuses writes after a failed BGSAVE (stop-writes-on-bgsave-error)."),
+    // The DuckDB host's GET /metrics: the time of its last successful sync (0 before the first one).
+    ...(o.analyticsSyncIntervalSeconds === undefined ? [] : [rule("HomelabAnalyticsStale", "warning",
+      `time() - homelab_duckdb_last_sync_success_timestamp_seconds > ${Math.ceil(o.analyticsSyncIntervalSeconds * 2)}`,
+      fast,
+      "The DuckDB mirror on {{ $labels.node }} is older than two sync intervals",
+      `duckdb.syncInterval is ${Math.ceil(o.analyticsSyncIntervalSeconds)}s and no sync has succeeded for twice that: analytics answer from stale data.`)]),
     rule("HomelabDiskFilling", "warning",
       `1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes > ${o.diskUsedRatio}`,
       promDuration(Math.max(o.pendingForSeconds, 300)),

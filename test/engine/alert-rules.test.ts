@@ -23,6 +23,7 @@ const objectives: AlertObjectives = {
   diskUsedRatio: 0.85,
   drillMaxAgeSeconds: 3 * 3600,
   pendingForSeconds: 60,
+  analyticsSyncIntervalSeconds: 300,
 };
 const rules = planAlertRules(objectives);
 const byName = new Map(rules.map((r) => [r.alert, r]));
@@ -43,6 +44,7 @@ const steps = (seconds: number) => Math.ceil(seconds / INTERVAL) + 8;
 const limit = Math.floor(objectives.maxSlotWalKeepSizeBytes * objectives.slotWalRetainedRatio);
 const backupAt = objectives.maxBackupAgeSeconds + 1200;
 const drillAt = objectives.drillMaxAgeSeconds + 600;
+const staleAt = 2 * (objectives.analyticsSyncIntervalSeconds as number) + 300;
 const healthyBackup = (n: number) => [
   { series: 'homelab_pgbackrest_info_success', values: `1x${n}` },
   { series: 'homelab_pgbackrest_backup_count{stanza="main"}', values: `2x${n}` },
@@ -88,6 +90,11 @@ const cases: Case[] = [
     series: [{ series: 'redis_rdb_last_bgsave_status{node="redis"}', values: `1x${steps(300)}` }, { series: 'redis_aof_last_write_status{node="redis"}', values: `0x${steps(300)}` }] },
   { alert: "HomelabRedisPersistenceFailing", fires: false,
     series: [{ series: 'redis_rdb_last_bgsave_status{node="redis"}', values: `1x${steps(300)}` }, { series: 'redis_aof_last_write_status{node="redis"}', values: `1x${steps(300)}` }, { series: 'redis_aof_last_bgrewrite_status{node="redis"}', values: `1x${steps(300)}` }] },
+  // The last successful sync at time 0, none since: stale two intervals later. A sync every interval: fresh.
+  { alert: "HomelabAnalyticsStale", fires: true, at: staleAt, labels: { node: "duckdb" },
+    series: [{ series: 'homelab_duckdb_last_sync_success_timestamp_seconds{node="duckdb"}', values: `0x${steps(staleAt)}` }] },
+  { alert: "HomelabAnalyticsStale", fires: false, at: staleAt,
+    series: [{ series: 'homelab_duckdb_last_sync_success_timestamp_seconds{node="duckdb"}', values: `0+${INTERVAL}x${steps(staleAt)}` }] },
   // 90% used (above 0.85), and 80% used.
   { alert: "HomelabDiskFilling", fires: true, labels: { node: "pg-1", mountpoint: "/var/lib/postgresql/data", fstype: "ext4" },
     series: [{ series: 'node_filesystem_avail_bytes{node="pg-1",mountpoint="/var/lib/postgresql/data",fstype="ext4"}', values: `10x${steps(900)}` }, { series: 'node_filesystem_size_bytes{node="pg-1",mountpoint="/var/lib/postgresql/data",fstype="ext4"}', values: `100x${steps(900)}` }] },
@@ -152,7 +159,7 @@ describe("alert rules (promtool of the monitoring image)", () => {
     const local = plan.nodes.find((n) => n.role === "monitoring")?.files.find((f) => f.path.endsWith("/rules.yml"))?.content;
     expect(local).toBeDefined();
     const r = promtool({ "local.yml": local as string, "rules.yml": rendered }, "promtool check rules local.yml rules.yml");
-    expect(r.output).toMatch(/SUCCESS: 9 rules found/);
+    expect(r.output).toMatch(/SUCCESS: 10 rules found/);
     expect(r.code, r.output).toBe(0);
   });
 

@@ -49,7 +49,25 @@ describe("monitoring planners", () => {
       postgres: ["pg-1@localhost:9187", "pg-2@localhost:9188"],
       redis: ["redis@localhost:9121", "redis-replica@localhost:9122"],
       node: ["pg-1@homelab-t-pg-1:9100", "pg-2@homelab-t-pg-2:9100", "backup@homelab-t-backup:9100"],
+      duckdb: ["duckdb@homelab-t-duckdb:8080"],
+      drills: ["monitoring@localhost:9101"],
     });
+    // Alerts go to the Alertmanager beside Prometheus.
+    expect((prom as unknown as { alerting: unknown }).alerting).toEqual({ alertmanagers: [{ static_configs: [{ targets: ["localhost:9093"] }] }] });
+  });
+
+  it("routes every alert to the webhook when one is set, and to no integration otherwise", () => {
+    type Am = { route: { receiver: string; group_wait: string; repeat_interval: string }; receivers: { name: string; webhook_configs?: { url: string; send_resolved: boolean }[] }[] };
+    const none = parse(file({}, "/alertmanager.yml")) as Am;
+    expect(none.route).toMatchObject({ receiver: "none", group_wait: "30s", repeat_interval: "14400s" });
+    expect(none.receivers).toEqual([{ name: "none" }]);
+    const hook = parse(file({ monitoring: { alerting: { webhookUrl: "http://10.0.0.5:8088/alerts", groupWait: "2s" } } }, "/alertmanager.yml")) as Am;
+    expect(hook.route).toMatchObject({ receiver: "webhook", group_wait: "2s" });
+    expect(hook.receivers).toEqual([{ name: "webhook", webhook_configs: [{ url: "http://10.0.0.5:8088/alerts", send_resolved: true }] }]);
+    expect(() => planOf({ monitoring: { alerting: { webhookUrl: "ftp://x/y" } } })).toThrow(/monitoring\.alerting\.webhookUrl.*ftp:\/\/x\/y.*http:\/\/ or https:\/\/ URL/s);
+    // No DuckDB host: no staleness rule, no duckdb job.
+    expect(rulesOf({ duckdb: { enabled: false } }).map((r) => r.alert)).not.toContain("HomelabAnalyticsStale");
+    expect(rulesOf({ duckdb: { syncInterval: "10min" } }).find((r) => r.alert === "HomelabAnalyticsStale")?.expr).toBe("time() - homelab_duckdb_last_sync_success_timestamp_seconds > 1200");
   });
 
   it("keeps the monitor passwords in secret files: never in the exporters' argv or env", () => {
@@ -71,6 +89,13 @@ describe("monitoring planners", () => {
     expect(acl).toMatch(/^user monitor on resetpass #[0-9a-f]{64} resetkeys resetchannels -@all \+ping \+info \+config\|get/m);
   });
 
+
+  it("runs every exporter and Alertmanager with the memory-lean Go runtime (GOGC=50, one thread)", () => {
+    const mon = planOf({ duckdb: { enabled: true } }).nodes.find((n) => n.role === "monitoring")!;
+    const lines = mon.files.find((f) => f.path.endsWith("/exporters.jsonl"))!.content.trim().split("\n").map((l) => JSON.parse(l) as { name: string; env: Record<string, string> });
+    expect(lines.map((l) => l.name)).toEqual(expect.arrayContaining(["postgres-exporter-pg-1", "redis-exporter-redis", "drill-metrics", "alertmanager"]));
+    for (const l of lines) expect(l.env, l.name).toMatchObject({ GOGC: "50", GOMAXPROCS: "1" });
+  });
   it("without monitoring: no node, no monitor role, no node_exporter, no metrics cron line", () => {
     const plan = planOf({ monitoring: { enabled: false } });
     expect(plan.nodes.map((n) => n.role)).not.toContain("monitoring");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # homelab/monitoring entrypoint (PID 1): installs /etc/homelab/monitoring/* and the exporters' password files,
-# starts every exporter of /etc/homelab/monitoring/exporters.jsonl (one JSON object a line: name, port, argv,
-# env; rendered by components/monitoring/prometheus.ts) as the prometheus user, then Prometheus itself.
+# starts every process of /etc/homelab/monitoring/exporters.jsonl (the exporters and Alertmanager; one JSON
+# object a line: name, port, argv, env; rendered by components/monitoring/prometheus.ts planExporters) as the
+# prometheus user, then Prometheus itself.
 # An exporter that dies is restarted; when Prometheus exits, the container exits. Never `set -x`.
 set -Eeuo pipefail
 
@@ -18,7 +19,7 @@ RETENTION="${HOMELAB_PROMETHEUS_RETENTION:-7d}"
 
 [ -f "$SRC/prometheus.yml" ] || die "no $SRC/prometheus.yml (the stack's plan places it)"
 install -d -m 0755 "$CONF"
-for f in prometheus.yml rules.yml postgres-queries.yml exporters.jsonl; do
+for f in prometheus.yml rules.yml postgres-queries.yml exporters.jsonl alertmanager.yml; do
   [ -f "$SRC/$f" ] && install -m 0644 "$SRC/$f" "$CONF/$f"
 done
 # The files placed in /etc/homelab are root's: the rendered config names these copies, readable by the
@@ -28,8 +29,14 @@ for f in "$SECRETS"/*; do
   [ -f "$f" ] || continue
   install -o prometheus -g prometheus -m 0600 "$f" "$RUN_SECRETS/$(basename "$f")"
 done
+# The drill results' textfile (written by `homelab drill`, drills/lib/metrics.ts) and Alertmanager's state
+# live on the data volume beside the TSDB.
+install -d -o prometheus -g prometheus -m 0755 /var/lib/prometheus/textfile /var/lib/prometheus/alertmanager
 chown -R prometheus:prometheus /var/lib/prometheus
 promtool check config "$CONF/prometheus.yml" >/dev/null || die "promtool check config failed for $CONF/prometheus.yml"
+if [ -f "$CONF/alertmanager.yml" ]; then
+  amtool check-config "$CONF/alertmanager.yml" >/dev/null || die "amtool check-config failed for $CONF/alertmanager.yml"
+fi
 
 declare -A PIDS=()      # pid -> exporter line
 STOPPING=0
@@ -57,7 +64,9 @@ if [ -s "$CONF/exporters.jsonl" ]; then
   while IFS= read -r line; do [ -n "$line" ] && start_exporter "$line"; done < "$CONF/exporters.jsonl"
 fi
 
-setpriv --reuid=prometheus --regid=prometheus --init-groups prometheus \
+# GOGC=50: Go's collector at 50% heap growth, not 100% (ADR 0016: ~12% less anonymous memory, measured side by
+# side); GOMAXPROCS stays Go's default so queries and compaction may use every CPU.
+setpriv --reuid=prometheus --regid=prometheus --init-groups env GOGC=50 prometheus \
   --config.file="$CONF/prometheus.yml" --storage.tsdb.path=/var/lib/prometheus \
   --storage.tsdb.retention.time="$RETENTION" --web.listen-address=:9090 --log.level=warn &
 PROM_PID=$!
