@@ -182,22 +182,48 @@ export async function leftovers(stack: string): Promise<string[]> {
  * hierarchy, as on the build machines) or v2.
  */
 export async function containerMemoryReader(container: string): Promise<() => number> {
+  const { dir, v1 } = await containerCgroup(container);
+  const [usageFile, inactiveKey] = v1 ? ["memory.usage_in_bytes", "total_inactive_file"] : ["memory.current", "inactive_file"];
+  const read = () => Number(readFileSync(path.join(dir, usageFile), "utf8")) - memoryStat(dir, inactiveKey);
+  read(); // fails now, naming the file, rather than in the sampler
+  return read;
+}
+
+/** A container's memory cgroup directory on the host: cgroup v1 (the memory controller's own hierarchy) or v2. */
+async function containerCgroup(container: string): Promise<{ dir: string; v1: boolean }> {
   const pid = (await docker(["inspect", "-f", "{{.State.Pid}}", container])).stdout.trim();
   const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n");
   const v1 = lines.map((l) => /^\d+:memory:(.*)$/.exec(l)?.[1]).find((p) => p !== undefined);
+  if (v1 !== undefined) return { dir: path.join("/sys/fs/cgroup/memory", v1), v1: true };
   const v2 = lines.find((l) => l.startsWith("0::"))?.slice(3);
-  const [dir, usageFile, inactiveKey] = v1 !== undefined
-    ? [path.join("/sys/fs/cgroup/memory", v1), "memory.usage_in_bytes", "total_inactive_file"]
-    : [path.join("/sys/fs/cgroup", v2 ?? ""), "memory.current", "inactive_file"];
-  if (v1 === undefined && v2 === undefined) throw new Error(`container ${container}: no memory cgroup in /proc/${pid}/cgroup`);
-  const key = new RegExp(`^${inactiveKey} (\\d+)$`, "m");
-  const read = () => {
-    const usage = Number(readFileSync(path.join(dir, usageFile), "utf8"));
-    const inactive = Number(key.exec(readFileSync(path.join(dir, "memory.stat"), "utf8"))?.[1] ?? 0);
-    return usage - inactive;
-  };
-  read(); // fails now, naming the file, rather than in the sampler
-  return read;
+  if (v2 === undefined) throw new Error(`container ${container}: no memory cgroup in /proc/${pid}/cgroup`);
+  return { dir: path.join("/sys/fs/cgroup", v2), v1: false };
+}
+
+function memoryStat(dir: string, key: string): number {
+  const m = new RegExp(`^${key} (\\d+)$`, "m").exec(readFileSync(path.join(dir, "memory.stat"), "utf8"));
+  if (!m) throw new Error(`${dir}/memory.stat: no ${key}`);
+  return Number(m[1]);
+}
+
+/**
+ * A container's memory less its page cache (heaps, stacks, kernel objects: what `free` counts as used). The page
+ * cache a container is charged for depends on which container first read a file: a binary another node or
+ * an image build read first costs this one nothing, one it reads first costs it the whole file, so a
+ * working set with page cache in it (docker stats) moves by tens of MiB between runs of the same stack.
+ */
+export async function containerUsedBytes(container: string): Promise<number> {
+  const { dir, v1 } = await containerCgroup(container);
+  const [usageFile, cacheKey] = v1 ? ["memory.usage_in_bytes", "total_cache"] : ["memory.current", "file"];
+  return Number(readFileSync(path.join(dir, usageFile), "utf8")) - memoryStat(dir, cacheKey);
+}
+
+/** The anonymous resident memory (RssAnon) of every process named `comm` in a container, read on the host. */
+export async function processAnonBytes(container: string, comm: string): Promise<number> {
+  const top = (await docker(["top", container, "-eo", "pid,comm"])).stdout.trim().split("\n").slice(1);
+  const pids = top.map((l) => l.trim().split(/\s+/)).filter(([, c]) => c === comm.slice(0, 15)).map(([p]) => p);
+  if (!pids.length) throw new Error(`container ${container}: no process named ${comm}`);
+  return pids.reduce((sum, pid) => sum + 1024 * Number(/^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN), 0);
 }
 
 /** Samples a container's memory every intervalMs while `work` runs: its idle value before, and the peak. */
