@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { monitoringLine } from "../../cli/lifecycle-commands.ts";
-import { ALERT_NAMES } from "../../components/monitoring/index.ts";
+import { ALERT_NAMES, RATE_INTERVAL, dashboardQueries } from "../../components/monitoring/index.ts";
 import { DockerNodeControl } from "../../drills/lib/nodes.ts";
 import { redisCliOnNode } from "../../drills/lib/redis.ts";
 import { publishDrillMetrics } from "../../drills/lib/metrics.ts";
@@ -71,6 +71,17 @@ async function timeToFire(alert: string, injectedAt: number, keepBusy: () => Pro
     return (await firing(alert)).length > 0 ? true : undefined;
   });
   return (Date.now() - injectedAt) / 1000;
+}
+/** A drill report written and published the way `homelab drill` does after a run (cli/drill-commands.ts). */
+async function publishDrillRun(reports: string, drill: string, ok: boolean, rtoSeconds: number): Promise<string | undefined> {
+  const now = Date.now();
+  await writeReport(makeReport({
+    drill, stack: STACK, runId: `e2e-${now}`, startedAtMs: now - 30_000, objectives: { rtoSeconds: 30 }, phases: [],
+    rpo: { acknowledgedWrites: 100, lostWrites: 0, lostSeqs: [], ghostWrites: 0, ghostSeqs: [], uncertainWrites: 0, uncertainPresent: 0, rpoSeconds: 0, lastAcknowledgedSeq: 100, lastPresentSeq: 100, lastPresentAcknowledgedSeq: 100 },
+    rto: { faultAtMs: now - 20_000, phases: [], totalMs: rtoSeconds * 1000, totalSeconds: rtoSeconds },
+    checks: [{ name: "RTO within objective", ok, detail: `${rtoSeconds}s` }], evidence: {},
+  }), reports);
+  return publishDrillMetrics(tier.topology, reports);
 }
 /** Some WAL and a segment switch on the primary, so the archiver has a finished segment to push. */
 async function walSwitch(): Promise<void> {
@@ -166,6 +177,29 @@ describe("monitoring node on a real tier", () => {
     expect(Number((await query("increase(homelab_pg_archiver_archived_count{node=\"pg-1\"}[1m])"))[0]?.value?.[1])).toBeGreaterThan(0);
   }, 120_000);
 
+  it("every panel of the Grafana dashboard (dashboards/homelab.json) gets data from this Prometheus", async () => {
+    // Grafana cannot be installed here: run each panel's query the way Grafana would, $__rate_interval as
+    // four scrape intervals. A drill result is published first, as `homelab drill` does, for the drill panels.
+    const reports = mkdtempSync(path.join(tmpdir(), "e2e-monitoring-dashboard-"));
+    try {
+      await publishDrillRun(reports, "backup-restore", true, 9);
+      // A table in the application database, for the DuckDB host to mirror (its rows panel).
+      await tier.sql("pg-1", "CREATE TABLE IF NOT EXISTS dashboard_orders AS SELECT g AS id, now() AS at FROM generate_series(1, 1000) g", tier.spec.postgres.database);
+      const queries = dashboardQueries().map((q) => ({ ...q, expr: q.expr.replaceAll(RATE_INTERVAL, `${4 * SCRAPE_SECONDS}s`) }));
+      const withoutData = async () => {
+        const none: string[] = [];
+        for (const q of queries) if ((await query(q.expr)).length === 0) none.push(`${q.panel}: ${q.expr}`);
+        return none;
+      };
+      // Rates need two samples in the window: wait a little for them, then name every query still empty.
+      const empty = await until("data for every dashboard query", 30_000, async () => ((await withoutData()).length === 0 ? [] : undefined)).catch(withoutData);
+      console.log(`[e2e] dashboard: ${queries.length} queries, ${queries.length - empty.length} with data`);
+      expect(empty).toEqual([]);
+    } finally {
+      rmSync(reports, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it("archive_command broken -> HomelabArchivingFailing fires", async () => {
     await tier.sql("pg-1", "ALTER SYSTEM SET archive_command = 'false'");
     await tier.sql("pg-1", "SELECT pg_reload_conf()");
@@ -256,16 +290,7 @@ describe("monitoring node on a real tier", () => {
   it("drill results reach Prometheus the way `homelab drill` publishes them: a failed drill fires HomelabDrillFailed, a passing one clears it", async () => {
     const reports = mkdtempSync(path.join(tmpdir(), "e2e-monitoring-reports-"));
     try {
-      const run = async (ok: boolean, rtoSeconds: number) => {
-        const now = Date.now();
-        await writeReport(makeReport({
-          drill: "failover", stack: STACK, runId: `e2e-${now}`, startedAtMs: now - 30_000, objectives: { rtoSeconds: 30 }, phases: [],
-          rpo: { acknowledgedWrites: 100, lostWrites: 0, lostSeqs: [], ghostWrites: 0, ghostSeqs: [], uncertainWrites: 0, uncertainPresent: 0, rpoSeconds: 0, lastAcknowledgedSeq: 100, lastPresentSeq: 100, lastPresentAcknowledgedSeq: 100 },
-          rto: { faultAtMs: now - 20_000, phases: [], totalMs: rtoSeconds * 1000, totalSeconds: rtoSeconds },
-          checks: [{ name: "RTO within objective", ok, detail: `${rtoSeconds}s` }], evidence: {},
-        }), reports);
-        return publishDrillMetrics(tier.topology, reports);
-      };
+      const run = (ok: boolean, rtoSeconds: number) => publishDrillRun(reports, "failover", ok, rtoSeconds);
       expect(await run(false, 45)).toBe("monitoring:/var/lib/prometheus/textfile/drills.prom");
       const injectedAt = Date.now();
       const seconds = await timeToFire("HomelabDrillFailed", injectedAt, async () => {});
