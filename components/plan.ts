@@ -9,6 +9,7 @@ import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, planPatroniTiming, renderHaproxyConf, renderHba, renderPatroniConf, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
 import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
+import { tuneDuckDb } from "./duckdb/tune.ts";
 import { DUCKDB_HTTP_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertmanagerConfig, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
 
 export type HomelabSecrets = { [K in Exclude<SecretKey, "tls" | "repo2Ssh">]: string } & { tls: TlsBundle; repo2Ssh: SftpKeys };
@@ -500,6 +501,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
 
   if (spec.duckdb.enabled) {
     const hostname = host("duckdb");
+    const duckdbTuning = tuneDuckDb({ memoryBytes: spec.duckdb.node.memory, cpus: spec.duckdb.node.cpus });
     nodes.push({
       name: "duckdb",
       hostname,
@@ -512,6 +514,9 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         HOMELAB_SOURCE_USER: ROLES.readonly,
         HOMELAB_SOURCE_SCHEMAS: spec.duckdb.schemas.join(","),
         HOMELAB_SYNC_INTERVAL_SECONDS: String(spec.duckdb.syncInterval),
+        // memory_limit and threads from the node's size, leaving room for the service (components/duckdb/tune.ts).
+        HOMELAB_DUCKDB_MEMORY_LIMIT: duckdbTuning.memoryLimit,
+        HOMELAB_DUCKDB_THREADS: String(duckdbTuning.threads),
       },
       files: [{ path: `${ETC}/secrets/source.password`, content: secrets.postgresReadonlyPassword, mode: 0o600, secret: true }],
       volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/duckdb", retainOnDestroy: false }],

@@ -5,6 +5,7 @@ import { CronPattern } from "croner";
 import { z } from "zod";
 import { parseCidr } from "../postgres/hba.ts";
 import { etcdMembersProblem, planPatroniTiming } from "../postgres/patroni.ts";
+import { DUCKDB_MIN_MEMORY_LIMIT_BYTES, DUCKDB_MIN_NODE_MEMORY_BYTES, DUCKDB_SERVICE_RESERVE_BYTES } from "../duckdb/tune.ts";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
 
 export const PROJECT = "homelab-data";
@@ -500,6 +501,14 @@ export const homelabConfigSchema = z
     }
     if (spec.redis.replica && !spec.redis.enabled) {
       ctx.addIssue({ code: "custom", path: ["redis", "replica"], input: true, message: "a Redis replica needs redis.enabled: true" });
+    }
+    if (spec.duckdb.enabled && spec.duckdb.node.memory < DUCKDB_MIN_NODE_MEMORY_BYTES) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["duckdb", "node", "memory"],
+        input: formatBytes(spec.duckdb.node.memory),
+        message: `the DuckDB host needs at least ${formatBytes(DUCKDB_MIN_NODE_MEMORY_BYTES)}: ${formatBytes(DUCKDB_SERVICE_RESERVE_BYTES)} for the service and a DuckDB memory_limit of ${formatBytes(DUCKDB_MIN_MEMORY_LIMIT_BYTES)}`,
+      });
     }
     if (spec.duckdb.enabled && spec.postgres.replicas < 1) {
       ctx.addIssue({ code: "custom", path: ["duckdb", "enabled"], input: true, message: "the DuckDB host reads from a replica: set postgres.replicas >= 1 or duckdb.enabled: false" });
