@@ -102,7 +102,12 @@ async function main() {
     timer = setTimeout(tick, config.syncIntervalSeconds * 1000);
   };
   const tick = () => { mirror.sync(timer ? 'schedule' : 'start').then(scheduleNext); };
-  tick();
+  if (mirror.shouldSyncAtStart()) tick();
+  else {
+    // The last syncs died with the service: serve the last good copy and try again at the interval.
+    log('warn', 'start-up sync skipped: the previous syncs did not finish', { interruptedSyncs: mirror.interruptedSyncs, nextInSeconds: config.syncIntervalSeconds || null });
+    scheduleNext();
+  }
 
   const shutdown = async (signal) => {
     if (stopping) return;

@@ -18,6 +18,12 @@ import { quoteIdent, quoteLiteral, parquetFileName, checkReadOnlySql } from './s
 import { readerToJson } from './results.mjs';
 
 const STAGING_PREFIX = '__homelab_load__';
+// Written when a sync starts and removed when it ends, ok or not: found at start, it says the service died
+// during a sync (OOM kill, docker kill), which no log line or /healthz field could say before.
+const SYNC_MARKER = 'sync-in-progress.json';
+// After this many syncs in a row died, the start-up sync is skipped: the next one runs at the interval or
+// on POST /sync, so a sync that kills the service cannot make a crash loop of it.
+export const MAX_INTERRUPTED_SYNCS = 2;
 // A single CSV row (one PostgreSQL row as text) may be this long; DuckDB's default is 2 MiB.
 // The read buffer must hold at least one row; 2x keeps memory bounded under a 256 MB limit.
 const CSV_MAX_LINE_BYTES = 16 * 1024 * 1024;
@@ -82,6 +88,31 @@ export class Mirror {
     this.activeSource = undefined; // pg client of the running sync, ended on shutdown
     this.closing = false;
     this.state = { lastSyncAt: null, lastAttemptAt: null, lastError: null, lastDurationMs: null, tables: {}, syncs: 0, failures: 0 };
+    this.interruptedSyncs = 0; // syncs in a row that the service did not live to finish
+  }
+
+  get markerFile() {
+    return path.join(this.config.dataDir, SYNC_MARKER);
+  }
+
+  /** Whether to sync at start: not after MAX_INTERRUPTED_SYNCS syncs in a row died with the service. */
+  shouldSyncAtStart() {
+    return this.interruptedSyncs < MAX_INTERRUPTED_SYNCS;
+  }
+
+  async readInterruptedSync() {
+    let marker;
+    try {
+      marker = JSON.parse(await fsp.readFile(this.markerFile, 'utf8'));
+    } catch (err) {
+      if (err.code === 'ENOENT') return;
+      marker = {}; // unreadable: a sync still died during its write
+    }
+    this.interruptedSyncs = (Number.isInteger(marker.interruptedSyncs) ? marker.interruptedSyncs : 0) + 1;
+    const startedAt = typeof marker.startedAt === 'string' ? marker.startedAt : 'an unknown time';
+    this.state.lastAttemptAt = typeof marker.startedAt === 'string' ? marker.startedAt : null;
+    this.state.lastError = `the sync started at ${startedAt} did not finish: the service died during it (killed, or out of memory: see docker inspect's State.OOMKilled); ${this.interruptedSyncs} in a row`;
+    this.log('error', 'the previous sync did not finish', { startedAt, interruptedSyncs: this.interruptedSyncs, reason: marker.reason ?? null });
   }
 
   async open() {
@@ -109,6 +140,7 @@ export class Mirror {
     }
     await this.dropStaging();
     await this.clearStagingFiles();
+    await this.readInterruptedSync();
   }
 
   health() {
@@ -135,6 +167,8 @@ export class Mirror {
   async runSync(reason) {
     const startedAt = Date.now();
     this.state.lastAttemptAt = new Date(startedAt).toISOString();
+    await fsp.writeFile(this.markerFile, JSON.stringify({ startedAt: this.state.lastAttemptAt, reason, interruptedSyncs: this.interruptedSyncs }), { mode: 0o600 })
+      .catch((err) => this.log('warn', 'could not write the sync marker', { file: this.markerFile, error: describeError(err) }));
     try {
       let tables;
       for (let attempt = 1; ; attempt++) {
@@ -167,6 +201,9 @@ export class Mirror {
       return { ok: false, durationMs, error };
     } finally {
       await this.clearStagingFiles().catch(() => {});
+      // The service lived to see this sync end: it was not interrupted, whatever its result.
+      this.interruptedSyncs = 0;
+      await fsp.rm(this.markerFile, { force: true }).catch(() => {});
     }
   }
 

@@ -1,6 +1,9 @@
 // Pure parts: configuration, type mapping, SQL guard and quoting, the metrics page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { readConfig, ConfigError } from '../lib/config.mjs';
 import { planColumn, numericTypmod, copyOutSql } from '../lib/pgtypes.mjs';
 import { checkReadOnlySql, quoteIdent, quoteLiteral, parquetFileName } from '../lib/sql.mjs';
@@ -287,4 +290,47 @@ test('metrics: table label values escape backslash, double quote and line feed',
 
 test('metrics: special values in Go float syntax', () => {
   assert.deepEqual([NaN, Infinity, -Infinity, 0, 1.5, 1733234401.25].map(formatValue), ['NaN', '+Inf', '-Inf', '0', '1.5', '1733234401.25']);
+});
+
+test('a sync the service did not live to finish is named at the next start; two in a row skip the start-up sync', async () => {
+  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'duckdb-marker-'));
+  try {
+    const logs = [];
+    const make = () => new Mirror(readConfig({ ...baseEnv, HOMELAB_DATA_DIR: dataDir }), (level, msg, fields) => logs.push({ level, msg, fields }));
+    const marker = path.join(dataDir, 'sync-in-progress.json');
+    // A clean start: nothing to say.
+    const clean = make();
+    await clean.readInterruptedSync();
+    assert.equal(clean.state.lastError, null);
+    assert.equal(clean.shouldSyncAtStart(), true);
+    // The marker a sync leaves while it runs, as if the service died then (what an OOM kill leaves).
+    await fsp.writeFile(marker, JSON.stringify({ startedAt: '2026-12-04T01:00:00.000Z', reason: 'start', interruptedSyncs: 0 }));
+    const once = make();
+    await once.readInterruptedSync();
+    assert.match(once.state.lastError, /^the sync started at 2026-12-04T01:00:00.000Z did not finish: the service died during it \(killed, or out of memory.*1 in a row$/);
+    assert.equal(once.health().ok, false);
+    assert.equal(once.shouldSyncAtStart(), true);
+    assert.ok(logs.some((l) => l.level === 'error' && l.msg === 'the previous sync did not finish'));
+    // It starts a sync, which dies too: its marker carries the count.
+    once.pullAndSwap = () => new Promise(() => {}); // never ends, like a sync killed midway
+    once.dropStaging = async () => {};
+    once.clearStagingFiles = async () => {};
+    void once.sync('start');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(JSON.parse(await fsp.readFile(marker, 'utf8')).interruptedSyncs, 1);
+    const twice = make();
+    await twice.readInterruptedSync();
+    assert.match(twice.state.lastError, /2 in a row$/);
+    assert.equal(twice.shouldSyncAtStart(), false);
+    // A sync that ends, even failing, clears the marker and the count.
+    twice.pullAndSwap = async () => { throw new Error('connection refused'); };
+    twice.dropStaging = async () => {};
+    twice.clearStagingFiles = async () => {};
+    const r = await twice.sync('schedule');
+    assert.equal(r.ok, false);
+    assert.equal(twice.shouldSyncAtStart(), true);
+    await assert.rejects(fsp.access(marker), { code: 'ENOENT' });
+  } finally {
+    await fsp.rm(dataDir, { recursive: true, force: true });
+  }
 });
