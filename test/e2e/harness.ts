@@ -232,7 +232,15 @@ export async function withMemorySampling<T>(container: string, work: () => Promi
   const idleBytes = read();
   let peakBytes = 0;
   let samples = 0;
-  const sample = () => { peakBytes = Math.max(peakBytes, read()); samples++; };
+  const sample = () => {
+    try {
+      peakBytes = Math.max(peakBytes, read());
+      samples++;
+    } catch (err) {
+      // The container restarted (its cgroup is gone until it runs again): the test's own checks say so.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  };
   sample();
   const timer = setInterval(sample, intervalMs);
   try {
