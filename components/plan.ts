@@ -162,6 +162,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     profile: spec.postgres.profile,
     version: spec.postgres.version,
     maxConnections: spec.postgres.maxConnections,
+    idleInTransactionSessionTimeoutMs: spec.postgres.idleInTransactionSessionTimeout * 1000,
     archive: { stanza, timeoutSeconds: spec.postgres.archiveTimeout },
     replication: {
       maxSlotWalKeepSizeBytes: spec.postgres.maxSlotWalKeepSize,

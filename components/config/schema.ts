@@ -5,6 +5,7 @@ import { CronPattern } from "croner";
 import { z } from "zod";
 import { parseCidr } from "../postgres/hba.ts";
 import { etcdMembersProblem, planPatroniTiming } from "../postgres/patroni.ts";
+import { extraSettingRefusal } from "../postgres/tune.ts";
 import { DUCKDB_MIN_MEMORY_LIMIT_BYTES, DUCKDB_MIN_NODE_MEMORY_BYTES, DUCKDB_SERVICE_RESERVE_BYTES } from "../duckdb/tune.ts";
 import { DURATION_FORMAT_HINT, MEMORY_FORMAT_HINT, formatBytes, parseBytes, parseDurationSeconds } from "./units.ts";
 
@@ -131,6 +132,19 @@ function nodeResources(defaults: { memory: string; cpus: number; storage: "hdd" 
     .prefault({});
 }
 
+// Settings a stack key decides: postgres.settings may not set them (one place per decision), and the
+// refusal names the key a user can set (the tuner's own messages name its input fields).
+const STACK_KEY_OF_SETTING: Readonly<Record<string, string>> = {
+  idle_in_transaction_session_timeout: "set postgres.idleInTransactionSessionTimeout instead",
+  archive_timeout: "set postgres.archiveTimeout instead (it bounds the RPO of archive-only recovery)",
+  archive_command: "the archive command is pgBackRest's archive-push for pgbackrest.stanza",
+  max_connections: "set postgres.maxConnections instead",
+  max_slot_wal_keep_size: "set postgres.maxSlotWalKeepSize instead (unlimited, -1, lets an inactive slot fill the disk)",
+  synchronous_standby_names: "set postgres.replicationMode instead (sync names every other node)",
+  max_wal_senders: "planned from postgres.replicas",
+  max_replication_slots: "planned from postgres.replicas",
+};
+
 const postgres = z
   .object({
     /** Major version; the images ship PostgreSQL 17 (Debian trixie). */
@@ -158,8 +172,16 @@ const postgres = z
      *  initdb otherwise, so `homelab down` + `up` brings the data back; initdb and backup force one way. A
      *  primary never initdb's over an existing stanza (the entrypoint refuses, naming the ways out). */
     bootstrapFrom: z.enum(["auto", "initdb", "backup"]).default("auto"),
+    /** idle_in_transaction_session_timeout: a transaction left idle longer is ended by PostgreSQL (it holds
+     *  its locks until then: runbooks/postgres-long-transaction.md); 0 disables. */
+    idleInTransactionSessionTimeout: durationSeconds.prefault("10min"),
     /** Extra postgresql.conf settings, applied after tuning (safety settings cannot be overridden). */
-    settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}).superRefine((settings, ctx) => {
+      for (const [name, value] of Object.entries(settings)) {
+        const refusal = STACK_KEY_OF_SETTING[name.toLowerCase()] ?? extraSettingRefusal(name, value);
+        if (refusal) ctx.addIssue({ code: "custom", path: [name], input: value, message: `not accepted; ${refusal}` });
+      }
+    }),
     /** Resources of each PostgreSQL node. */
     node: nodeResources({ memory: "512MiB", cpus: 1, storage: "ssd" }),
     /** manual (the default): failover is the operator's act, rehearsed by the failover drill (ADR 0009);

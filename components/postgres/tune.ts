@@ -101,6 +101,12 @@ const PG_DEFAULT_PARALLEL = { maxWorkerProcesses: 8, maxParallelWorkers: 8, perG
 const truthy = new Set(["on", "true", "yes", "1"]);
 const isOn = (v: string) => truthy.has(v.toLowerCase());
 
+/** Why extraSettings may not set `name` to `value` (the tuner's own input names), or undefined when it may. */
+export function extraSettingRefusal(name: string, value: string | number | boolean): string | undefined {
+  const v = typeof value === "boolean" ? (value ? "on" : "off") : String(value);
+  return SAFETY_GUARDS[name.toLowerCase()]?.(v.trim());
+}
+
 /**
  * Settings extraSettings may not weaken. Each returns a reason when the value is refused, undefined when fine.
  * Keys set from a typed field must go through that field, so there is one place per decision.

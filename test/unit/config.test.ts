@@ -305,3 +305,29 @@ describe("pgbackrest schedules (five-field cron)", () => {
     fc.assert(fc.property(expression, (e) => schemaAccepts(e) === homelabCronAccepts(e)), { numRuns: 60 });
   });
 });
+
+describe("postgres.settings and the keys that decide a setting", () => {
+  it("refuses in the schema a setting a stack key decides, naming that key, and the tuner's safety refusals", () => {
+    const problems = (settings: Record<string, unknown>) => {
+      try {
+        validateConfig("t", { postgres: { settings } });
+        return "";
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    expect(problems({ idle_in_transaction_session_timeout: "1min" })).toMatch(/postgres\.settings\.idle_in_transaction_session_timeout: got "1min"; not accepted; set postgres\.idleInTransactionSessionTimeout instead/);
+    expect(problems({ archive_timeout: 30 })).toMatch(/postgres\.settings\.archive_timeout: got 30; not accepted; set postgres\.archiveTimeout instead/);
+    expect(problems({ max_wal_senders: 20 })).toMatch(/max_wal_senders.*planned from postgres\.replicas/);
+    expect(problems({ fsync: false })).toMatch(/postgres\.settings\.fsync: got false; not accepted; fsync off loses committed data on a crash/);
+    expect(problems({ work_mem: "8MB", statement_timeout: "30s" })).toBe("");
+  });
+
+  it("postgres.idleInTransactionSessionTimeout reaches postgresql.conf (default 10 min, 0 disables)", async () => {
+    const { planHomelab, redactedSecrets } = await import("../../components/plan.ts");
+    const conf = (postgres: Record<string, unknown>) => planHomelab(validateConfig("t", { postgres }), redactedSecrets()).nodes.find((n) => n.name === "pg-1")!.files.find((f) => f.path.endsWith("postgresql.conf"))!.content;
+    expect(conf({})).toMatch(/^idle_in_transaction_session_timeout = 10min$/m);
+    expect(conf({ idleInTransactionSessionTimeout: "90s" })).toMatch(/^idle_in_transaction_session_timeout = 90s$/m);
+    expect(conf({ idleInTransactionSessionTimeout: 0 })).toMatch(/^idle_in_transaction_session_timeout = 0$/m);
+  });
+});
