@@ -92,6 +92,8 @@ export const topologySchema = z.object({
     redis: objectivePair,
     recreate: objectivePair,
     siteLoss: objectivePair,
+    /** Absent from topologies exported before the long-transaction drill: `pulumi up` adds it. */
+    longTransaction: z.object({ detect: seconds, rto: seconds }).optional(),
   }),
   nodes: z.array(nodeSchema).min(1),
 });

@@ -409,6 +409,16 @@ const objectives = z
       })
       .strict()
       .prefault({}),
+    /** An idle-in-transaction session blocks a DDL and the writes queued behind it (the long-transaction
+     *  drill): detect is fault -> the blocker found in pg_stat_activity; rto is fault -> the first write
+     *  acknowledged again (the write stall the application sees). */
+    longTransaction: z
+      .object({
+        detect: durationSeconds.prefault("10s"),
+        rto: durationSeconds.prefault("30s"),
+      })
+      .strict()
+      .prefault({}),
     /** Every PostgreSQL node and repo1 lost, rebuilt from repo2 only (the site-loss drill). RPO: what the
      *  archive to repo2 can lose (archive_timeout plus a push); RTO: a restore over SFTP plus a new stanza in
      *  repo1 and a replica clone, so it is looser than recreate's. */
