@@ -16,12 +16,12 @@
 // query, and an idle transaction runs none, so it ends nothing (the e2e's twin does exactly that and the
 // drill fails naming it).
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import type { Topology } from "../components/topology.ts";
 import { assertRtoWithin, check, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
-import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
+import { appSessions, type AppSessions } from "./lib/app-session.ts";
+import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
 import { type DrillReport, concludeDrill } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
@@ -78,7 +78,7 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
   const objective = t.objectives.longTransaction;
   const objectives = { detectSeconds: objective?.detect ?? NaN, rtoSeconds: objective?.rto ?? NaN };
   let rto: RtoBreakdown | null = null;
-  const clients: pg.Client[] = [];
+  let sessions: AppSessions | undefined;
   let writing = false;
   let writerDone: Promise<void> | undefined;
   const acks: number[] = []; // ack time of every acknowledged write, in order; row id = index + 1
@@ -89,17 +89,8 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
   try {
     if (!objective) throw new Error(`the topology of stack ${t.stack} has no objectives.longTransaction: re-run \`homelab up --stack ${t.stack}\` with this version`);
     const primary = (primaryNode = await currentPrimary(t, ctl));
-    if (!primary.published) throw new Error(`${primary.name} publishes no port: the drill reaches PostgreSQL at its published address`);
-    const passwordFile = t.postgres.passwordFiles[t.postgres.appUser];
-    if (!passwordFile) throw new Error(`the topology names no password file for ${t.postgres.appUser}`);
-    const password = await readSecret(ctl, primary, passwordFile);
-    const connect = async (name: string) => {
-      const c = new pg.Client({ host: primary.published!.host, port: primary.published!.port, user: t.postgres.appUser, password, database: t.postgres.database, application_name: `homelab-drill-long-tx-${name}`, connectionTimeoutMillis: 10_000 });
-      c.on("error", () => {});
-      await c.connect();
-      clients.push(c);
-      return c;
-    };
+    sessions = await appSessions(t, ctl, primary, "homelab-drill-long-tx");
+    const connect = (name: string) => sessions!.open(name);
 
     // ------------------------------------------------------------------------------------ preflight + load
     const settings = await log.step("preflight: primary, the timeouts that would end a forgotten transaction", async () => {
@@ -199,10 +190,10 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {
         await psqlOnNode(ctl, node, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'homelab-drill-long-tx-%' AND pid <> pg_backend_pid()`, { database: t.postgres.database });
         await writerDone?.catch(() => undefined);
-        for (const c of clients) await c.end().catch(() => undefined);
+        await sessions?.closeAll();
         await psqlOnNode(ctl, node, `DROP TABLE IF EXISTS ${table}`, { database: t.postgres.database, timeoutMs: 30_000 });
       }).catch((e: Error) => checks.push(check("cleanup", false, e.message)));
-    } else for (const c of clients) await c.end().catch(() => undefined);
+    } else await sessions?.closeAll();
   }
 
   return concludeDrill({ drill: "long-transaction", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo: null, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
