@@ -94,6 +94,7 @@ export const topologySchema = z.object({
     siteLoss: objectivePair,
     /** Absent from topologies exported before the long-transaction drill: `pulumi up` adds it. */
     longTransaction: z.object({ detect: seconds, rto: seconds }).optional(),
+    vacuumBloat: z.object({ rto: seconds }).optional(),
   }),
   nodes: z.array(nodeSchema).min(1),
 });

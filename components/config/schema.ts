@@ -419,6 +419,14 @@ const objectives = z
       })
       .strict()
       .prefault({}),
+    /** Dead tuples piled up with autovacuum off (the vacuum-bloat drill): rto is how long the VACUUM that
+     *  removes them may take. */
+    vacuumBloat: z
+      .object({
+        rto: durationSeconds.prefault("60s"),
+      })
+      .strict()
+      .prefault({}),
     /** Every PostgreSQL node and repo1 lost, rebuilt from repo2 only (the site-loss drill). RPO: what the
      *  archive to repo2 can lose (archive_timeout plus a push); RTO: a restore over SFTP plus a new stanza in
      *  repo1 and a replica clone, so it is looser than recreate's. */

@@ -1,5 +1,5 @@
-// The long-transaction drill's pure part: which sessions are the root of a lock queue. The drill on a real
-// tier, and its twin, are test/e2e/drill-long-transaction.test.ts.
+// The day-2 drills' pure parts: which sessions are the root of a lock queue (long-transaction), what a VACUUM
+// reclaimed (vacuum-bloat). The drills on a real tier, with their twins, are test/e2e/drill-*.test.ts.
 import { describe, expect, it } from "vitest";
 import { rootBlockers, type BlockedBackend } from "../../drills/long-transaction.mts";
 
@@ -21,5 +21,15 @@ describe("rootBlockers", () => {
     ];
     expect(rootBlockers(blocked).map((r) => r.pid)).toEqual([23, 22, 21]);
     expect(rootBlockers([])).toEqual([]);
+  });
+});
+
+describe("vacuum-bloat: what a VACUUM reclaimed", () => {
+  it("the share of dead tuples removed and left, the free space gained, the file size change", async () => {
+    const { reclaimed } = await import("../../drills/vacuum-bloat.mts");
+    const before = { table_len: 20 << 20, tuple_count: 20_000, dead_tuple_count: 100_000, dead_tuple_percent: 80, free_space: 200_000, free_percent: 1 };
+    expect(reclaimed(before, { ...before, dead_tuple_count: 0, free_space: 17_000_000 })).toEqual({ deadRemovedRatio: 1, remainingDeadRatio: 0, freedBytes: 16_800_000, tableLenChange: 0 });
+    expect(reclaimed(before, before).remainingDeadRatio).toBe(1);
+    expect(reclaimed({ ...before, dead_tuple_count: 0 }, { ...before, dead_tuple_count: 0 }).remainingDeadRatio).toBe(0);
   });
 });
