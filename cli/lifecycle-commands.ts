@@ -111,9 +111,12 @@ export function registerLifecycleCommands(program: Command): void {
     });
 
   stackOption(program.command("down").description("Remove the tier; the backup repository's volume stays unless --purge-backups"))
-    .option("--purge-backups", "also delete the backup repository (every backup and archived WAL of the stack)", false)
+    .option("--purge-backups", "also delete the backup repository (every backup and archived WAL of the stack); needs --yes", false)
+    .option("--yes", "confirm --purge-backups (it cannot be undone); without it down asks nothing", false)
     .action(async (flags: LifecycleFlags) => {
       const spec = specOf(flags);
+      // Refused before anything is touched: the backups are what `up` restores from after a `down`.
+      if (flags.purgeBackups && !flags.yes) throw new UsageError([`down: --purge-backups deletes every backup and archived WAL of stack ${spec.stack} and cannot be undone; add --yes to confirm`]);
       await pulumiReady(spec.stack);
       await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
       if (spec.platform === "libvirt") {

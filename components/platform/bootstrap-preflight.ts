@@ -19,7 +19,7 @@ export type RepositoryHolding = { kind: "none" } | { kind: "backups"; newest: st
  */
 export function bootstrapRefusal(mode: BootstrapFrom, holding: RepositoryHolding, ctx: { stack: string; stanza: string }): string | undefined {
   const key = "homelab-data:postgres.bootstrapFrom";
-  const purge = `\`npx homelab down --stack ${ctx.stack} --purge-backups\` (deletes every backup of the stack)`;
+  const purge = `\`npx homelab down --stack ${ctx.stack} --purge-backups --yes\` (deletes every backup of the stack)`;
   if (holding.kind === "backups") {
     if (mode !== "initdb") return undefined;
     return `${key}: initdb, but the retained repository holds stanza '${ctx.stanza}' with ${holding.count} backup${holding.count === 1 ? "" : "s"} (newest ${holding.newest}): a new cluster would never match its archive. Either restore it (bootstrapFrom: auto, the default, or backup), or start empty after ${purge}`;

@@ -51,7 +51,7 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
   }, 120_000);
 
   afterAll(async () => {
-    if (env) homelab("down", "--stack", STACK, "--purge-backups");
+    if (env) homelab("down", "--stack", STACK, "--purge-backups", "--yes");
     await removeByLabel(`${LABEL_STACK}=${STACK}`, { purgeRetained: true });
     rmSync(STACK_FILE, { force: true });
     if (dataHome) rmSync(dataHome, { recursive: true, force: true });
@@ -119,7 +119,7 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
       const seconds = (Date.now() - t0) / 1000;
       console.log(`[engine] refused up in ${seconds.toFixed(1)} s`);
       expect(up.code, up.out).not.toBe(0);
-      expect(up.out).toMatch(/homelab-data:postgres\.bootstrapFrom: initdb, but the retained repository holds stanza 'main' with \d+ backups? \(newest \d{8}-\d{6}F\): a new cluster would never match its archive\. Either restore it \(bootstrapFrom: auto, the default, or backup\), or start empty after `npx homelab down --stack clitest --purge-backups`/);
+      expect(up.out).toMatch(/homelab-data:postgres\.bootstrapFrom: initdb, but the retained repository holds stanza 'main' with \d+ backups? \(newest \d{8}-\d{6}F\): a new cluster would never match its archive\. Either restore it \(bootstrapFrom: auto, the default, or backup\), or start empty after `npx homelab down --stack clitest --purge-backups --yes`/);
       expect(up.out).not.toMatch(/\n\s+at .*\.ts:\d+/);
       expect(await leftovers(STACK)).toEqual(["volume homelab-clitest-backup-repo"]);
     } finally {
@@ -127,8 +127,11 @@ describe.runIf(status.ok)("homelab up / status / down on a fresh data dir (real 
     }
   }, 600_000);
 
-  it("down --purge-backups removes the backup repository too", async () => {
-    const purge = homelab("down", "--stack", STACK, "--purge-backups");
+  it("down --purge-backups removes the backup repository too, and only with --yes", async () => {
+    const refused = homelab("down", "--stack", STACK, "--purge-backups");
+    expect(refused.code, refused.out).toBe(2);
+    expect(refused.out).toMatch(/^homelab: down: --purge-backups deletes every backup and archived WAL of stack clitest and cannot be undone; add --yes to confirm$/m);
+    const purge = homelab("down", "--stack", STACK, "--purge-backups", "--yes");
     expect(purge.code, purge.out).toBe(0);
     expect(await leftovers(STACK)).toEqual([]);
   }, 300_000);

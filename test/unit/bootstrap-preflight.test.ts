@@ -21,7 +21,7 @@ describe("bootstrapRefusal: what the primary would refuse, said before anything 
   });
   it("initdb over a stanza with backups: names the key, the stanza, the newest backup and both ways out", () => {
     expect(bootstrapRefusal("initdb", backups, ctx)).toBe(
-      "homelab-data:postgres.bootstrapFrom: initdb, but the retained repository holds stanza 'main' with 2 backups (newest 20261202-030000F): a new cluster would never match its archive. Either restore it (bootstrapFrom: auto, the default, or backup), or start empty after `npx homelab down --stack local --purge-backups` (deletes every backup of the stack)",
+      "homelab-data:postgres.bootstrapFrom: initdb, but the retained repository holds stanza 'main' with 2 backups (newest 20261202-030000F): a new cluster would never match its archive. Either restore it (bootstrapFrom: auto, the default, or backup), or start empty after `npx homelab down --stack local --purge-backups --yes` (deletes every backup of the stack)",
     );
   });
   it("backup from a repository without the stanza, and a stanza without backups for any mode", () => {

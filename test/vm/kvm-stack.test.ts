@@ -65,7 +65,7 @@ describe.runIf(status.ok)("the kvm stack: up, failover drill, idempotent up, dow
   }, 300_000);
 
   afterAll(async () => {
-    if (env) homelab("down", "--stack", STACK, "--purge-backups");
+    if (env) homelab("down", "--stack", STACK, "--purge-backups", "--yes");
     rmSync(STACK_FILE, { force: true });
     if (dataHome) rmSync(dataHome, { recursive: true, force: true });
     console.log(`[vm] numbers: ${JSON.stringify(numbers)}`);

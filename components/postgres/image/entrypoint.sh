@@ -347,7 +347,7 @@ repository_state() {
 
 # The way out when a stanza exists but a new primary cannot be made from it (printed by die).
 stanza_refusal() {
-  printf "stanza '%s' already exists in the repository (%s): never initdb over it (its archive would not match the new cluster). Either restore it (bootstrapFrom: auto or backup, once it holds a backup), or remove it to start an empty cluster: \`npx homelab down --purge-backups\` (deletes every backup of the stack)" "$1" "$2"
+  printf "stanza '%s' already exists in the repository (%s): never initdb over it (its archive would not match the new cluster). Either restore it (bootstrapFrom: auto or backup, once it holds a backup), or remove it to start an empty cluster: \`npx homelab down --purge-backups --yes\` (deletes every backup of the stack)" "$1" "$2"
 }
 
 # primary-from-backup: fill the empty PGDATA with the repository's latest backup; PostgreSQL then replays
