@@ -171,5 +171,6 @@ describe("drills on a libvirt stack (drillsFor)", () => {
     expect(drillsFor("libvirt", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
     expect(drillsFor("libvirt", ["failover"], false)).toEqual({ run: ["failover"], skipped: [] });
     expect(() => drillsFor("libvirt", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform libvirt yet (it makes its restore or scratch nodes as containers); on VMs: failover");
+    expect(() => drillsFor("libvirt", ["vacuum-bloat"], false)).toThrow("drill vacuum-bloat: not on platform libvirt yet (not tried on VMs yet); on VMs: failover");
   });
 });
