@@ -89,8 +89,7 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
   try {
     if (!objective) throw new Error(`the topology of stack ${t.stack} has no objectives.longTransaction: re-run \`homelab up --stack ${t.stack}\` with this version`);
     const primary = (primaryNode = await currentPrimary(t, ctl));
-    sessions = await appSessions(t, ctl, primary, "homelab-drill-long-tx");
-    const connect = (name: string) => sessions!.open(name);
+    const app = (sessions = await appSessions(t, ctl, primary, "homelab-drill-long-tx"));
 
     // ------------------------------------------------------------------------------------ preflight + load
     const settings = await log.step("preflight: primary, the timeouts that would end a forgotten transaction", async () => {
@@ -98,7 +97,7 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
       return JSON.parse(out) as Record<string, string>;
     }, (s) => `${primary.name}: idle_in_transaction_session_timeout=${s.idle_in_transaction_session_timeout}, lock_timeout=${s.lock_timeout}`);
     evidence.settings = settings;
-    const writer = await connect("writer");
+    const writer = await app.open("writer");
     await writer.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
     writing = true;
     writerDone = (async () => {
@@ -120,10 +119,10 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
     }, (n) => `${n} acknowledged`);
 
     // ------------------------------------------------------------------------------------ fault
-    const forgotten = await connect("forgotten");
+    const forgotten = await app.open("forgotten");
     await forgotten.query("BEGIN");
     await forgotten.query(`SELECT count(*) FROM ${table}`);
-    const ddl = await connect("migration");
+    const ddl = await app.open("migration");
     const faultAtMs = Date.now();
     const acksBeforeFault = acks.length;
     let ddlError: string | undefined;
@@ -188,12 +187,11 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
     if (primaryNode) {
       const node = primaryNode;
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {
-        await psqlOnNode(ctl, node, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'homelab-drill-long-tx-%' AND pid <> pg_backend_pid()`, { database: t.postgres.database });
+        await sessions?.endAll();
         await writerDone?.catch(() => undefined);
-        await sessions?.closeAll();
         await psqlOnNode(ctl, node, `DROP TABLE IF EXISTS ${table}`, { database: t.postgres.database, timeoutMs: 30_000 });
       }).catch((e: Error) => checks.push(check("cleanup", false, e.message)));
-    } else await sessions?.closeAll();
+    }
   }
 
   return concludeDrill({ drill: "long-transaction", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo: null, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
