@@ -521,7 +521,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       },
       files: [{ path: `${ETC}/secrets/source.password`, content: secrets.postgresReadonlyPassword, mode: 0o600, secret: true }],
       volumes: [{ name: `${hostname}-data`, mountPath: "/var/lib/duckdb", retainOnDestroy: false }],
-      ports: [{ name: "http", containerPort: 8080, hostPort: spec.docker.basePort + 30 }],
+      ports: [{ name: "http", containerPort: DUCKDB_HTTP_PORT, hostPort: spec.docker.basePort + 30 }],
       healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 60 },
       memoryBytes: spec.duckdb.node.memory,
       cpus: spec.duckdb.node.cpus,

@@ -109,9 +109,9 @@ export class Mirror {
       marker = {}; // unreadable: a sync still died during its write
     }
     this.interruptedSyncs = (Number.isInteger(marker.interruptedSyncs) ? marker.interruptedSyncs : 0) + 1;
-    const startedAt = typeof marker.startedAt === 'string' ? marker.startedAt : 'an unknown time';
-    this.state.lastAttemptAt = typeof marker.startedAt === 'string' ? marker.startedAt : null;
-    this.state.lastError = `the sync started at ${startedAt} did not finish: the service died during it (killed, or out of memory: see docker inspect's State.OOMKilled); ${this.interruptedSyncs} in a row`;
+    const startedAt = typeof marker.startedAt === 'string' ? marker.startedAt : null;
+    this.state.lastAttemptAt = startedAt;
+    this.state.lastError = `the sync started at ${startedAt ?? 'an unknown time'} did not finish: the service died during it (killed, or out of memory: see docker inspect's State.OOMKilled); ${this.interruptedSyncs} in a row`;
     this.log('error', 'the previous sync did not finish', { startedAt, interruptedSyncs: this.interruptedSyncs, reason: marker.reason ?? null });
   }
 
