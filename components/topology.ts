@@ -95,6 +95,9 @@ export const topologySchema = z.object({
     /** Absent from topologies exported before the long-transaction drill: `pulumi up` adds it. */
     longTransaction: z.object({ detect: seconds, rto: seconds }).optional(),
     vacuumBloat: z.object({ rto: seconds }).optional(),
+    wraparound: z.object({ rto: seconds }).optional(),
+    redisReplicationLag: z.object({ detect: seconds, rto: seconds }).optional(),
+    queryTuning: z.object({ minSpeedup: z.number().min(1) }).optional(),
   }),
   nodes: z.array(nodeSchema).min(1),
 });

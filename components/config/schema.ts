@@ -427,6 +427,31 @@ const objectives = z
       })
       .strict()
       .prefault({}),
+    /** XIDs past PostgreSQL's wraparound warning on a scratch copy (the wraparound drill): rto is the warning
+     *  observed -> every database frozen below the warning threshold again (VACUUM (FREEZE)). */
+    wraparound: z
+      .object({
+        rto: durationSeconds.prefault("120s"),
+      })
+      .strict()
+      .prefault({}),
+    /** The Redis replica's link throttled while the app writes (the redis-replication-lag drill): detect is
+     *  fault -> the lag seen in the primary's INFO replication; rto is fault -> the replica caught up again. */
+    redisReplicationLag: z
+      .object({
+        detect: durationSeconds.prefault("10s"),
+        rto: durationSeconds.prefault("30s"),
+      })
+      .strict()
+      .prefault({}),
+    /** The query-tuning drill (runbooks/pg_stat_statements-tuning.md): the top query of its workload, found in
+     *  pg_stat_statements, must run at least minSpeedup times faster with the index than without. */
+    queryTuning: z
+      .object({
+        minSpeedup: z.number().min(1, { message: "must be at least 1 (1 = no faster)" }).prefault(10),
+      })
+      .strict()
+      .prefault({}),
     /** Every PostgreSQL node and repo1 lost, rebuilt from repo2 only (the site-loss drill). RPO: what the
      *  archive to repo2 can lose (archive_timeout plus a push); RTO: a restore over SFTP plus a new stanza in
      *  repo1 and a replica clone, so it is looser than recreate's. */

@@ -58,7 +58,7 @@ describe("stacks/index.ts", () => {
     expect(await promiseOf(topology!)).toEqual(topologyOf(spec, planHomelab(spec, secrets)));
     // The default platform: the one node applier's script in command-provider commands, no docker plugin.
     expect(recorder.resources.filter((r) => r.custom).every((r) => r.type === "command:local:Command")).toBe(true);
-    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(20);
+    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(22);
     expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
   });
 
@@ -68,7 +68,7 @@ describe("stacks/index.ts", () => {
     const { error } = await runProgram();
     expect(error).toBeUndefined();
     expect(recorder.resources.filter((r) => r.type === "docker:index/container:Container").map((r) => r.inputs.name).sort()).toEqual(
-      ["homelab-local-backup", "homelab-local-duckdb", "homelab-local-monitoring", "homelab-local-pg-1", "homelab-local-pg-2", "homelab-local-redis"],
+      ["homelab-local-backup", "homelab-local-duckdb", "homelab-local-monitoring", "homelab-local-pg-1", "homelab-local-pg-2", "homelab-local-redis", "homelab-local-redis-replica"],
     );
     expect(findLeaks(recorder.resources, secretValues(secrets))).toEqual([]);
   });
@@ -95,7 +95,7 @@ describe("stacks/index.ts", () => {
     setStackConfig({}, fakeSecrets(localSpec()));
     const { error } = await runProgram();
     expect(error).toBeUndefined();
-    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(20);
+    expect(recorder.resources.filter((r) => r.custom)).toHaveLength(22);
   });
 
   it("stops on invalid config with every problem named, as a RunError, registering nothing", async () => {
