@@ -45,7 +45,9 @@ function router(mirror) {
         }
         case 'GET /query': {
           try {
-            return send(res, 200, await mirror.query(url.searchParams.get('sql') ?? ''));
+            const explain = url.searchParams.get('explain');
+            if (explain !== null && explain !== 'analyze') return send(res, 400, { error: `explain: got ${JSON.stringify(explain)}; accepted: analyze (or leave it out)` });
+            return send(res, 200, await mirror.query(url.searchParams.get('sql') ?? '', { explain: explain === 'analyze' }));
           } catch (err) {
             if (err instanceof QueryRejected) return send(res, 400, { error: err.message });
             throw err;

@@ -356,7 +356,12 @@ export class Mirror {
    * Run one read-only query. Throws a QueryRejected (HTTP 400) for anything but a single SELECT,
    * for SQL errors, and on timeout.
    */
-  async query(sql) {
+  /**
+   * One read-only SELECT (see the README's /query). With `explain: true` the SELECT is run under EXPLAIN
+   * ANALYZE instead and the answer is DuckDB's profile: `{plan, totalSeconds}` (what `homelab bench olap`
+   * times and shows beside PostgreSQL's plan). The statement is checked as a SELECT either way.
+   */
+  async query(sql, { explain = false } = {}) {
     const guard = checkReadOnlySql(sql);
     if (!guard.ok) throw new QueryRejected(guard.reason);
     const { timeoutMs, maxRows } = this.config.query;
@@ -379,6 +384,13 @@ export class Mirror {
       if (statement.statementType !== StatementType.SELECT) throw new QueryRejected('only SELECT queries are allowed');
       timer = setTimeout(() => { timedOut = true; conn.interrupt(); }, timeoutMs);
       try {
+        if (explain) {
+          statement.destroySync?.();
+          const result = await conn.runAndReadAll(`EXPLAIN ANALYZE ${sql}`);
+          const plan = result.getRowObjects().map((r) => String(r.explain_value ?? '')).join('\n');
+          const total = /Total Time:\s*([\d.]+)s/.exec(plan);
+          return { plan, totalSeconds: total ? Number(total[1]) : null };
+        }
         const reader = await statement.streamAndReadUntil(maxRows + 1);
         return readerToJson(reader, maxRows);
       } catch (err) {

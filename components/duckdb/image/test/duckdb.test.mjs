@@ -95,6 +95,15 @@ test('GET /query refuses writes, several statements, and files outside the data 
   assert.equal(r.rowCount, 5);
   assert.equal(r.truncated, true);
   assert.equal((await mirror.query('select count(*) as n from t')).rows[0].n, 20);
+  // explain: the same guards, then DuckDB's profile of the SELECT instead of its rows.
+  const profile = await mirror.query('select i % 3 as k, count(*) as n from t group by k', { explain: true });
+  assert.match(profile.plan, /HASH_GROUP_BY/);
+  assert.match(profile.plan, /SCAN/);
+  assert.equal(typeof profile.totalSeconds, 'number');
+  assert.ok(profile.totalSeconds >= 0 && profile.totalSeconds < 5, String(profile.totalSeconds));
+  await assert.rejects(mirror.query('drop table t', { explain: true }), (err) => err instanceof QueryRejected && /only SELECT or WITH/.test(err.message));
+  await assert.rejects(mirror.query('with x as (select 1) delete from t', { explain: true }), (err) => err instanceof QueryRejected);
+  assert.equal((await mirror.query('select count(*) as n from t')).rows[0].n, 20);
 });
 
 test('health is 503-shaped before any sync', () => {
