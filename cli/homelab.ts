@@ -1,6 +1,7 @@
-// `homelab`: the operator's CLI (up, down, status; tune, validate, render, init, secret; drill, report).
+// `homelab`: the operator's CLI (up, down, status; tune, validate, render, init, secret; drill, report; bench).
 // User mistakes exit 2 with one line per problem and no stack trace; bugs still show their trace.
 import { Command } from "commander";
+import { registerBenchCommands } from "./bench-commands.ts";
 import { registerDrillCommands } from "./drill-commands.ts";
 import { registerLifecycleCommands } from "./lifecycle-commands.ts";
 import { runProgram } from "./run.ts";
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerTuneCommand(program);
   registerStackCommands(program);
   registerDrillCommands(program);
+  registerBenchCommands(program);
   return program;
 }
 
