@@ -15,10 +15,10 @@ import { UsageError } from "./errors.ts";
 import { runProgram } from "./run.ts";
 import { preparePulumi } from "./setup.ts";
 
-export const DRILLS = ["redis", "backup-restore", "failover", "long-transaction", "vacuum-bloat", "recreate", "site-loss"] as const;
+export const DRILLS = ["redis", "backup-restore", "failover", "long-transaction", "vacuum-bloat", "query-tuning", "recreate", "site-loss"] as const;
 export type DrillName = (typeof DRILLS)[number];
 /** `drill all`: cheapest and least disruptive first; recreate and site-loss (destroy the tier) only when asked by name. */
-export const ALL_ORDER: DrillName[] = ["redis", "long-transaction", "vacuum-bloat", "backup-restore", "failover"];
+export const ALL_ORDER: DrillName[] = ["redis", "long-transaction", "vacuum-bloat", "query-tuning", "backup-restore", "failover"];
 /** What --variant accepts, per drill; a drill not listed takes no --variant. */
 export const VARIANTS: Partial<Record<DrillName, readonly string[]>> = { "backup-restore": ["pitr", "latest", "both"], redis: ["restart", "replica-promotion"] };
 const VARIANT_HELP: Partial<Record<DrillName, string>> = {
@@ -60,6 +60,7 @@ export const RUNNERS: Record<DrillName, Runner> = {
   failover: async (topology, flags) => (await import("../drills/failover.mts")).runFailoverDrill({ topology: await topology(), reportsDir: flags.reports }),
   "long-transaction": async (topology, flags) => (await import("../drills/long-transaction.mts")).runLongTransactionDrill({ topology: await topology(), reportsDir: flags.reports }),
   "vacuum-bloat": async (topology, flags) => (await import("../drills/vacuum-bloat.mts")).runVacuumBloatDrill({ topology: await topology(), reportsDir: flags.reports }),
+  "query-tuning": async (topology, flags) => (await import("../drills/query-tuning.mts")).runQueryTuningDrill({ topology: await topology(), reportsDir: flags.reports }),
   recreate: async (_topology, flags) => {
     const { runRecreateOnStack } = await import("../drills/recreate.mts");
     return runRecreateOnStack({ stack: flags.stack!, yes: Boolean(flags.yes), force: Boolean(flags.force), topologyFile: flags.topology, reportsDir: flags.reports });
@@ -111,6 +112,7 @@ export const ON_VMS: readonly DrillName[] = ["failover"];
 const NOT_ON_VMS: Partial<Record<DrillName, string>> = {
   "long-transaction": "not tried on VMs yet",
   "vacuum-bloat": "not tried on VMs yet",
+  "query-tuning": "not tried on VMs yet",
   redis: "Redis is not built on VMs yet",
 };
 const notOnVmsWhy = (d: DrillName) => NOT_ON_VMS[d] ?? "it makes its restore or scratch nodes as containers";

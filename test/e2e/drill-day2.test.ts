@@ -5,12 +5,16 @@
 // - vacuum-bloat (drills/vacuum-bloat.mts): dead tuples piled up with autovacuum off are detected, measured
 //   with pgstattuple, removed by VACUUM within the objective. Twin: a REPEATABLE READ transaction opened
 //   before the churn holds the xmin horizon, VACUUM removes nothing: FAIL naming the session.
+// - query-tuning (drills/query-tuning.mts): the workload's slow lookup found at the top of pg_stat_statements,
+//   explained, fixed with CREATE INDEX CONCURRENTLY, at least objectives.queryTuning.minSpeedup faster. Twin:
+//   an index on the wrong column: the plan keeps its sequential scan, FAIL naming it.
 // Stack e2e-day2 on slot 7 (172.36.0.0/24).
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLongTransactionDrill } from "../../drills/long-transaction.mts";
+import { runQueryTuningDrill } from "../../drills/query-tuning.mts";
 import { runVacuumBloatDrill, type TupleStats } from "../../drills/vacuum-bloat.mts";
 import { controlFor, psqlOnNode, type NodeControl } from "../../drills/lib/index.ts";
 import type { DrillReport } from "../../drills/lib/report.ts";
@@ -113,4 +117,26 @@ describe("day-2 drills on a real tier", () => {
     const primary = nodeByRole(tier.topology, "postgres-primary");
     expect(await psqlOnNode(ctl, primary, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'homelab-drill-bloat-%'")).toBe("0");
   }, 180_000);
+
+  it("query-tuning: the slow lookup is the top of pg_stat_statements, the index makes it at least minSpeedup faster; twin: the wrong index -> FAIL", async () => {
+    const report = await runQueryTuningDrill({ topology: tier.topology, reportsDir });
+    const mean = report.evidence.meanExecMs as { before: number; after: number; speedup: number };
+    console.log(`[e2e] query-tuning: ${report.verdict.toUpperCase()}; mean ${mean.before.toFixed(3)} -> ${mean.after.toFixed(3)} ms (${mean.speedup.toFixed(0)}x), plans ${JSON.stringify(report.evidence.plans)}`);
+    expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+    expect(report.objectives).toEqual({ minSpeedup: 10 });
+    expect(report.checks.map((c) => c.name)).toEqual(["slow query found", "the plan uses the new index", "the top query got faster"]);
+    const plans = report.evidence.plans as { before: { scans: string[] }; after: { scans: string[] } };
+    expect(plans.before.scans.join()).toMatch(/^Seq Scan on drill_tuning_/);
+    expect(plans.after.scans.join()).toMatch(/^Index Scan using drill_tuning_\w+_fix$/);
+
+    const twin = await runQueryTuningDrill({ topology: tier.topology, reportsDir, wrongIndex: true });
+    console.log(`[e2e] query-tuning twin (index on created_at): ${twin.verdict.toUpperCase()}; ${twin.checks.filter((c) => !c.ok).map((c) => c.detail).join("; ")}`);
+    expect(twin.verdict).toBe("fail");
+    expect(twin.checks.find((c) => c.name === "slow query found")?.ok).toBe(true);
+    expect(twin.checks.find((c) => c.name === "the plan uses the new index")?.ok).toBe(false);
+    expect(twin.checks.find((c) => c.name === "the top query got faster")?.detail).toMatch(/the plan still reads Seq Scan on drill_tuning_\w+: the index does not serve WHERE customer_id/);
+    const primary = nodeByRole(tier.topology, "postgres-primary");
+    expect(await psqlOnNode(ctl, primary, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'drill_tuning_%'", { database: tier.spec.postgres.database })).toBe("0");
+    expect(await psqlOnNode(ctl, primary, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'homelab-drill-tuning-%'")).toBe("0");
+  }, 240_000);
 });

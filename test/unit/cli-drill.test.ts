@@ -27,7 +27,7 @@ describe("homelab drill", () => {
   it("rejects an unknown drill naming the accepted ones", () => {
     const r = homelab("drill", "nosuch", "--topology", "/tmp/none.json");
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, long-transaction, vacuum-bloat, recreate, site-loss, all$/m);
+    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, long-transaction, vacuum-bloat, query-tuning, recreate, site-loss, all$/m);
   });
 
   it("needs a stack or a topology file", () => {
@@ -102,6 +102,7 @@ describe("drills/<name>.mts on their own", () => {
       failover: ["--stack", "--topology", "--reports"],
       "long-transaction": ["--stack", "--topology", "--reports"],
       "vacuum-bloat": ["--stack", "--topology", "--reports"],
+      "query-tuning": ["--stack", "--topology", "--reports"],
       recreate: ["--stack", "--topology", "--reports", "--yes", "--force"],
       "site-loss": ["--stack", "--topology", "--reports", "--yes", "--force"],
     };

@@ -33,3 +33,31 @@ describe("vacuum-bloat: what a VACUUM reclaimed", () => {
     expect(reclaimed({ ...before, dead_tuple_count: 0 }, { ...before, dead_tuple_count: 0 }).remainingDeadRatio).toBe(0);
   });
 });
+
+describe("query-tuning: what the workload added to pg_stat_statements, and the scans of a plan", () => {
+  it("diffs against the snapshot per queryid, most total time first, statements the workload did not run left out", async () => {
+    const { statementDeltas } = await import("../../drills/query-tuning.mts");
+    const before = [
+      { queryid: "1", query: "SELECT slow", calls: 10, total_exec_time: 100 },
+      { queryid: "2", query: "SELECT fast", calls: 5, total_exec_time: 1 },
+      { queryid: "3", query: "CREATE TABLE", calls: 1, total_exec_time: 3 },
+    ];
+    const after = [
+      { queryid: "1", query: "SELECT slow", calls: 20, total_exec_time: 300 },
+      { queryid: "2", query: "SELECT fast", calls: 35, total_exec_time: 4 },
+      { queryid: "3", query: "CREATE TABLE", calls: 1, total_exec_time: 3 },
+      { queryid: "4", query: "SELECT new", calls: 2, total_exec_time: 50 },
+    ];
+    expect(statementDeltas(before, after)).toEqual([
+      { queryid: "1", query: "SELECT slow", calls: 10, total_exec_time: 200, mean_exec_time: 20 },
+      { queryid: "4", query: "SELECT new", calls: 2, total_exec_time: 50, mean_exec_time: 25 },
+      { queryid: "2", query: "SELECT fast", calls: 30, total_exec_time: 3, mean_exec_time: 0.1 },
+    ]);
+  });
+
+  it("names every scan node with its relation or index", async () => {
+    const { planScans } = await import("../../drills/query-tuning.mts");
+    expect(planScans({ "Node Type": "Limit", Plans: [{ "Node Type": "Sort", Plans: [{ "Node Type": "Seq Scan", "Relation Name": "t" }] }] })).toEqual(["Seq Scan on t"]);
+    expect(planScans({ "Node Type": "Limit", Plans: [{ "Node Type": "Index Scan", "Index Name": "t_fix", "Relation Name": "t" }] })).toEqual(["Index Scan using t_fix"]);
+  });
+});
