@@ -1,5 +1,6 @@
 // The Pulumi program (stacks/index.ts) under mocks, fed the engine's view of stacks/Pulumi.local.yaml:
 // config in, topology out; user mistakes stop it with a RunError and nothing registered.
+// localSpec({ redis: { replica: true } }): the stack file exactly as it is (localSpec() leaves its Redis replica out).
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { PROJECT, SECRET_KEYS, readStackFile, type SecretKey } from "../../components/config/index.ts";
@@ -48,7 +49,7 @@ async function runProgram(): Promise<{ topology?: pulumi.Output<unknown>; error?
 
 describe("stacks/index.ts", () => {
   it("builds the local stack from its config and secrets and exports the topology", async () => {
-    const spec = localSpec();
+    const spec = localSpec({ redis: { replica: true } });
     const secrets = fakeSecrets(spec);
     setStackConfig({}, secrets);
     const { topology, error } = await runProgram();
@@ -63,7 +64,7 @@ describe("stacks/index.ts", () => {
   });
 
   it("builds the same nodes with @pulumi/docker when the stack says platform: docker-api", async () => {
-    const secrets = fakeSecrets(localSpec());
+    const secrets = fakeSecrets(localSpec({ redis: { replica: true } }));
     setStackConfig({ platform: "docker-api" }, secrets);
     const { error } = await runProgram();
     expect(error).toBeUndefined();
@@ -74,7 +75,7 @@ describe("stacks/index.ts", () => {
   });
 
   it("takes platform: docker-cli (the old name) as the default docker platform", async () => {
-    setStackConfig({ platform: "docker-cli" }, fakeSecrets(localSpec()));
+    setStackConfig({ platform: "docker-cli" }, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { topology, error } = await runProgram();
     expect(error).toBeUndefined();
     expect(((await promiseOf(topology!)) as { platform: string }).platform).toBe("docker");
@@ -83,7 +84,7 @@ describe("stacks/index.ts", () => {
 
   it("refuses to switch the platform of a deployed stack before registering anything, naming both and the ways out", async () => {
     recorder.deployedOutputs = { topology: { platform: "docker-api" } };
-    setStackConfig({}, fakeSecrets(localSpec()));
+    setStackConfig({}, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
     expect((error as Error).message).toMatch(/^homelab-data:platform: stack local was built with platform docker-api and stacks\/Pulumi\.local\.yaml now says docker; switching would replace every node\. Set it back to docker-api, or run `npx homelab down --stack local` first/);
@@ -92,14 +93,14 @@ describe("stacks/index.ts", () => {
 
   it("updates a stack deployed with the same platform", async () => {
     recorder.deployedOutputs = { topology: { platform: "docker" } };
-    setStackConfig({}, fakeSecrets(localSpec()));
+    setStackConfig({}, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(error).toBeUndefined();
     expect(recorder.resources.filter((r) => r.custom)).toHaveLength(22);
   });
 
   it("stops on invalid config with every problem named, as a RunError, registering nothing", async () => {
-    setStackConfig({ postgres: { replicas: -1 }, redis: { maxmemory: "1TB" } }, fakeSecrets(localSpec()));
+    setStackConfig({ postgres: { replicas: -1 }, redis: { maxmemory: "1TB" } }, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
     const message = (error as Error).message;
@@ -111,7 +112,7 @@ describe("stacks/index.ts", () => {
   });
 
   it("names every missing secret and the command that sets them, registering nothing", async () => {
-    setStackConfig({}, fakeSecrets(localSpec()), ["tls", "redisAppPassword"]);
+    setStackConfig({}, fakeSecrets(localSpec({ redis: { replica: true } })), ["tls", "redisAppPassword"]);
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toBe(
@@ -121,7 +122,7 @@ describe("stacks/index.ts", () => {
   });
 
   it("refuses what platform libvirt cannot build yet (Redis on a VM), naming the key, registering nothing", async () => {
-    setStackConfig({ platform: "libvirt", libvirt: { uri: "qemu:///system" } }, fakeSecrets(localSpec()));
+    setStackConfig({ platform: "libvirt", libvirt: { uri: "qemu:///system" } }, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain("homelab-data:redis.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; Redis is not built on VMs yet");
@@ -131,7 +132,7 @@ describe("stacks/index.ts", () => {
 
 describe("readSecrets", () => {
   it("returns every secret as one secret Output, tls parsed", async () => {
-    const secrets = fakeSecrets(localSpec());
+    const secrets = fakeSecrets(localSpec({ redis: { replica: true } }));
     setStackConfig({}, secrets);
     const { readSecrets } = await import("../../components/secrets.ts");
     const out = readSecrets(new pulumi.Config(PROJECT), "local");
