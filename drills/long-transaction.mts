@@ -17,7 +17,7 @@
 // drill fails naming it).
 import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
-import { assertRtoWithin, check, type Check } from "./lib/assert.ts";
+import { assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
@@ -178,9 +178,7 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
       evidence.writes = { acknowledged: acks.length, beforeFault: acksBeforeFault, rows: n };
     }
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    log.warn(`drill stopped: ${message}`);
-    checks.push(check("drill ran to completion", false, message));
+    checks.push(drillStopped(log, e));
   } finally {
     writing = false;
     // Cleanup: end every session the drill opened (the stalled ones by pg_terminate_backend), drop the table.

@@ -15,7 +15,7 @@
 // the plan keeps its sequential scan, the speedup is ~1 and the drill FAILS saying which plan stayed.
 import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
-import { check, type Check } from "./lib/assert.ts";
+import { check, drillStopped, type Check } from "./lib/assert.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
@@ -161,9 +161,7 @@ export async function runQueryTuningDrill(opts: QueryTuningDrillOptions): Promis
         : "the second workload's statement is missing from pg_stat_statements",
       { objective: minSpeedup, measured: Number(speedup.toFixed(2)), unit: "x" }));
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    log.warn(`drill stopped: ${message}`);
-    checks.push(check("drill ran to completion", false, message));
+    checks.push(drillStopped(log, e));
   } finally {
     if (primary) {
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {

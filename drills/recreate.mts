@@ -21,7 +21,7 @@ import { $ } from "zx";
 import { parseSize } from "../components/config/units.ts";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { compareWalSegments, pgbackrestInfoOnNode, walSegmentEndLsn, walTimeline, type RepositoryState } from "./lib/archive.ts";
-import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, type Check } from "./lib/assert.ts";
+import { assertRpoWithin, assertRtoWithin, assertWritesResumedWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
@@ -272,9 +272,7 @@ export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<Dril
       checks.push(...(await log.step("the rebuilt stack's repositories", async () => after(), (c) => c.map((x) => `${x.name}: ${x.ok ? "ok" : "FAILED"}`).join("; "))));
     }
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    log.warn(`drill stopped: ${message}`);
-    checks.push(check("drill ran to completion", false, message));
+    checks.push(drillStopped(log, e));
   } finally {
     await writer?.stop().catch(() => undefined);
     await probe?.stop().catch(() => undefined);

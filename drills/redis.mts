@@ -19,7 +19,7 @@
 // appendfsync everysec; only losing the machine exercises the fsync policy.
 import { randomBytes } from "node:crypto";
 import type { Topology, TopologyNode } from "../components/topology.ts";
-import { assertRpoWithin, assertRtoWithin, check, type Check } from "./lib/assert.ts";
+import { assertRpoWithin, assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type PhaseMark, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, readSecret, type NodeControl } from "./lib/nodes.ts";
@@ -222,9 +222,7 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
       ),
     );
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    log.warn(`drill stopped: ${message}`);
-    checks.push(check("drill ran to completion", false, message));
+    checks.push(drillStopped(log, e));
   } finally {
     await writer?.stop().catch(() => undefined);
     await probe?.stop().catch(() => undefined);

@@ -14,7 +14,7 @@
 // churn and left open holds the xmin horizon, VACUUM removes nothing, and the drill FAILS naming the session.
 import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
-import { assertRtoWithin, check, type Check } from "./lib/assert.ts";
+import { assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
@@ -161,9 +161,7 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
       { objective: MAX_REMAINING_DEAD_RATIO, measured: Number(r.remainingDeadRatio.toFixed(4)), unit: "ratio" }));
     checks.push(check("space free for reuse", after.free_space > before.free_space, `free space ${mib(before.free_space)} -> ${mib(after.free_space)} (${after.free_percent}% of the table); the file stays ${mib(after.table_len)} (was ${mib(before.table_len)}): plain VACUUM keeps it for new rows, VACUUM FULL or pg_repack would return it`));
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    log.warn(`drill stopped: ${message}`);
-    checks.push(check("drill ran to completion", false, message));
+    checks.push(drillStopped(log, e));
   } finally {
     if (primary) {
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {

@@ -5,6 +5,7 @@
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { parseJsonLines } from "../../drills/lib/report.ts";
 
 export const BENCHES = ["pg", "redis", "olap"] as const;
 export type BenchName = (typeof BENCHES)[number];
@@ -82,20 +83,7 @@ export async function loadBenchHistory(reportsDir: string): Promise<BenchHistory
 }
 
 export function parseBenchHistory(text: string, source: string): BenchHistoryEntry[] {
-  const entries: BenchHistoryEntry[] = [];
-  text.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${source}:${i + 1}: not JSON (${(e as Error).message})`, { cause: e });
-    }
-    const parsed = historyLineSchema.safeParse(value);
-    if (!parsed.success) throw new Error(`${source}:${i + 1}: not a benchmark run: ${parsed.error.issues.map((x) => `${x.path.join(".") || "(root)"}: ${x.message}`).join("; ")}`);
-    entries.push(parsed.data);
-  });
-  return entries.sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+  return parseJsonLines(text, source, historyLineSchema, "a benchmark run").sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
 }
 
 /**

@@ -134,3 +134,10 @@ function short(v: unknown): string {
 export function check(name: string, ok: boolean, detail: string, extra: Pick<Check, "objective" | "measured" | "unit"> = {}): Check {
   return { name, ok, detail, ...extra };
 }
+
+/** How a drill that stopped early says so: a warning in its log and a failed "drill ran to completion" check. */
+export function drillStopped(log: { warn(message: string): void }, e: unknown): Check {
+  const message = e instanceof Error ? e.message : String(e);
+  log.warn(`drill stopped: ${message}`);
+  return check("drill ran to completion", false, message);
+}

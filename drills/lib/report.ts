@@ -153,22 +153,25 @@ export async function loadHistory(dir = "reports"): Promise<HistoryEntry[]> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw e;
   }
-  const entries: HistoryEntry[] = [];
+  return (parseJsonLines(text, file, historyEntrySchema, "a history entry") as HistoryEntry[]).sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+}
+
+/** Every non-blank line of a JSONL file checked against `schema`; the first bad one is an error naming its line. */
+export function parseJsonLines<T>(text: string, source: string, schema: z.ZodType<T>, what: string): T[] {
+  const out: T[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch (e) {
-      throw new Error(`${file}:${i + 1}: not JSON (${(e as Error).message})`, { cause: e });
+      throw new Error(`${source}:${i + 1}: not JSON (${(e as Error).message})`, { cause: e });
     }
-    const parsed = historyEntrySchema.safeParse(value);
-    if (!parsed.success) {
-      throw new Error(`${file}:${i + 1}: not a history entry: ${parsed.error.issues.map((x) => `${x.path.join(".") || "(root)"}: ${x.message}`).join("; ")}`);
-    }
-    entries.push(parsed.data as HistoryEntry);
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new Error(`${source}:${i + 1}: not ${what}: ${parsed.error.issues.map((x) => `${x.path.join(".") || "(root)"}: ${x.message}`).join("; ")}`);
+    out.push(parsed.data);
   });
-  return entries.sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+  return out;
 }
 
 // ----------------------------------------------------------------------------------------------- Markdown
