@@ -15,10 +15,12 @@ import { UsageError } from "./errors.ts";
 import { runProgram } from "./run.ts";
 import { preparePulumi } from "./setup.ts";
 
-export const DRILLS = ["redis", "backup-restore", "failover", "long-transaction", "vacuum-bloat", "query-tuning", "recreate", "site-loss"] as const;
+export const DRILLS = ["redis", "backup-restore", "failover", "switchover", "long-transaction", "vacuum-bloat", "query-tuning", "wraparound", "redis-replication-lag", "recreate", "site-loss"] as const;
 export type DrillName = (typeof DRILLS)[number];
 /** `drill all`: cheapest and least disruptive first; recreate and site-loss (destroy the tier) only when asked by name. */
-export const ALL_ORDER: DrillName[] = ["redis", "long-transaction", "vacuum-bloat", "query-tuning", "backup-restore", "failover"];
+export const ALL_ORDER: DrillName[] = ["redis", "redis-replication-lag", "long-transaction", "vacuum-bloat", "query-tuning", "wraparound", "backup-restore", "switchover", "failover"];
+/** Drills only a postgres.ha: patroni stack has (`all` skips them elsewhere, saying so). */
+export const HA_ONLY: readonly DrillName[] = ["switchover"];
 /** What --variant accepts, per drill; a drill not listed takes no --variant. */
 export const VARIANTS: Partial<Record<DrillName, readonly string[]>> = { "backup-restore": ["pitr", "latest", "both"], redis: ["restart", "replica-promotion"] };
 const VARIANT_HELP: Partial<Record<DrillName, string>> = {
@@ -57,9 +59,21 @@ export const RUNNERS: Record<DrillName, Runner> = {
       variant: (flags.variant as "pitr" | "latest" | "both" | undefined) ?? "both",
       freshBackup: Boolean(flags.freshBackup),
     }),
-  failover: async (topology, flags) => (await import("../drills/failover.mts")).runFailoverDrill({ topology: await topology(), reportsDir: flags.reports }),
+  // With postgres.ha: patroni the drill must not promote anything: it injects the fault and observes (ADR 0017).
+  failover: async (topology, flags) => {
+    const t = await topology();
+    if (t.postgres.ha) return (await import("../drills/ha-failover.mts")).runHaFailoverDrill({ topology: t, reportsDir: flags.reports });
+    return (await import("../drills/failover.mts")).runFailoverDrill({ topology: t, reportsDir: flags.reports });
+  },
+  switchover: async (topology, flags) => {
+    const t = await topology();
+    if (!t.postgres.ha) throw new UsageError([`drill switchover: stack ${t.stack} is postgres.ha: manual; a switchover is Patroni's (postgres.ha: patroni). On a manual stack \`drill failover\` rehearses the operator's promotion`]);
+    return (await import("../drills/switchover.mts")).runSwitchoverDrill({ topology: t, reportsDir: flags.reports });
+  },
   "long-transaction": async (topology, flags) => (await import("../drills/long-transaction.mts")).runLongTransactionDrill({ topology: await topology(), reportsDir: flags.reports }),
   "vacuum-bloat": async (topology, flags) => (await import("../drills/vacuum-bloat.mts")).runVacuumBloatDrill({ topology: await topology(), reportsDir: flags.reports }),
+  "redis-replication-lag": async (topology, flags) => (await import("../drills/redis-replication-lag.mts")).runRedisReplicationLagDrill({ topology: await topology(), reportsDir: flags.reports }),
+  wraparound: async (topology, flags) => (await import("../drills/wraparound.mts")).runWraparoundDrill({ topology: await topology(), reportsDir: flags.reports }),
   "query-tuning": async (topology, flags) => (await import("../drills/query-tuning.mts")).runQueryTuningDrill({ topology: await topology(), reportsDir: flags.reports }),
   recreate: async (_topology, flags) => {
     const { runRecreateOnStack } = await import("../drills/recreate.mts");
@@ -113,6 +127,8 @@ const NOT_ON_VMS: Partial<Record<DrillName, string>> = {
   "long-transaction": "not tried on VMs yet",
   "vacuum-bloat": "not tried on VMs yet",
   "query-tuning": "not tried on VMs yet",
+  switchover: "postgres.ha: patroni is not built on VMs yet",
+  "redis-replication-lag": "Redis is not built on VMs yet",
   redis: "Redis is not built on VMs yet",
 };
 const notOnVmsWhy = (d: DrillName) => NOT_ON_VMS[d] ?? "it makes its restore or scratch nodes as containers";
@@ -128,15 +144,29 @@ export function drillsFor(platform: string, requested: readonly DrillName[], all
   return { run, skipped };
 }
 
+/** Drills of `all` this stack cannot run, with the reason (a drill named on its own says it itself). */
+export function skippedByStack(t: Pick<Topology, "postgres" | "nodes">, uid = process.getuid?.() ?? 0): [DrillName, string][] {
+  const out: [DrillName, string][] = [];
+  if (!t.postgres.ha) for (const d of HA_ONLY) out.push([d, "only with postgres.ha: patroni"]);
+  if (!t.nodes.some((n) => n.role === "redis-replica")) out.push(["redis-replication-lag", "the stack has no Redis replica (redis.replica: true)"]);
+  else if (uid !== 0) out.push(["redis-replication-lag", "it shapes the primary's traffic with tc in its network namespace, which needs root"]);
+  return out;
+}
+
 async function runDrills(requested: readonly DrillName[], flags: DrillFlags, all = false): Promise<number> {
   // The toolchain, backend and passphrase `homelab up` used, in any new shell.
   if (flags.stack) await preparePulumi();
   let drills = [...requested];
   if (all) {
-    const { platform } = await loadTopology({ stack: flags.stack, file: flags.topology });
-    const r = drillsFor(platform, requested, true);
-    if (r.skipped.length > 0) console.log(`drill all: ${r.skipped.join(", ")} skipped: not on platform ${platform} yet`);
+    const t = await loadTopology({ stack: flags.stack, file: flags.topology });
+    const r = drillsFor(t.platform, requested, true);
+    if (r.skipped.length > 0) console.log(`drill all: ${r.skipped.join(", ")} skipped: not on platform ${t.platform} yet`);
     drills = r.run;
+    for (const [d, why] of skippedByStack(t)) {
+      if (!drills.includes(d)) continue;
+      console.log(`drill all: ${d} skipped: ${why}`);
+      drills = drills.filter((x) => x !== d);
+    }
   }
   let worst = 0;
   for (const drill of drills) {

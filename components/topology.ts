@@ -96,6 +96,7 @@ export const topologySchema = z.object({
     longTransaction: z.object({ detect: seconds, rto: seconds }).optional(),
     vacuumBloat: z.object({ rto: seconds }).optional(),
     wraparound: z.object({ rto: seconds }).optional(),
+    switchover: z.object({ rto: seconds }).optional(),
     redisReplicationLag: z.object({ detect: seconds, rto: seconds }).optional(),
     queryTuning: z.object({ minSpeedup: z.number().min(1) }).optional(),
   }),

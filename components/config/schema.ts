@@ -427,6 +427,14 @@ const objectives = z
       })
       .strict()
       .prefault({}),
+    /** A planned switchover in postgres.ha: patroni (the switchover drill, `patronictl switchover`): rto is the
+     *  command -> the first write acknowledged by the new primary through the endpoint. */
+    switchover: z
+      .object({
+        rto: durationSeconds.prefault("20s"),
+      })
+      .strict()
+      .prefault({}),
     /** XIDs past PostgreSQL's wraparound warning on a scratch copy (the wraparound drill): rto is the warning
      *  observed -> every database frozen below the warning threshold again (VACUUM (FREEZE)). */
     wraparound: z

@@ -92,9 +92,11 @@ export async function endpointQuery<R extends pg.QueryResultRow>(tier: Tier, sql
 
 /** What a node that does not rejoin was doing: the member list and its last log lines (no secrets in either). */
 export async function nodeEvidence(tier: Tier, node: string): Promise<string> {
-  const logs = await docker(["logs", "--tail", "200", container(tier, node)], { allowFailure: true });
-  const lines = `${logs.stdout}\n${logs.stderr}`.split("\n").filter((l) => l.trim() !== "" && !/Lock owner|no action\./.test(l)).slice(-25);
-  return `members: ${JSON.stringify(await members(tier))}\n${node}'s last log lines:\n${lines.join("\n")}`;
+  const logs = await docker(["logs", "--tail", "2000", container(tier, node)], { allowFailure: true });
+  const all = `${logs.stdout}\n${logs.stderr}`.split("\n").filter((l) => l.trim() !== "" && !/Lock owner|no action\./.test(l));
+  // What decides a rejoin (pg_rewind, missing WAL, the archive) is often older than the last lines' retry noise.
+  const key = all.filter((l) => /rewind|requested WAL|archive|restore_command|timeline|slot|ERROR|PANIC/i.test(l)).slice(-15);
+  return `members: ${JSON.stringify(await members(tier))}\n${node}'s rejoin lines:\n${key.join("\n")}\n${node}'s last log lines:\n${all.slice(-15).join("\n")}`;
 }
 
 /** Waits until the node streams as a standby; fails with its evidence. */

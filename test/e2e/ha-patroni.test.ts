@@ -3,9 +3,14 @@
 // disconnect) and watches through the stable primary endpoint, as a client would. 5 kill runs with median and
 // worst: `npm run bench:ha` (bench/ha-failover.mts); here HA_E2E_RUNS (default 1) keeps the suite short.
 import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../components/platform/docker-node.ts";
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, splitBrainEvidence, summarizeRuns } from "../../drills/lib/ha.ts";
+import { RUNNERS } from "../../cli/drill-commands.ts";
+import { runHaFailoverDrill } from "../../drills/ha-failover.mts";
 import { leftovers, startTier, type Tier } from "./harness.ts";
 import { HA_STACK, endpointQuery, ensureHaImage, haSpec, killPrimaryRun, leaderNode, waitFor, waitHealthyCluster, waitRejoined, type KillRun } from "./ha-lib.ts";
 
@@ -47,6 +52,44 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
       expect(r.rejoinSeconds).toBeLessThanOrEqual(tier.spec.objectives.failover.redundancyRestored);
     }
   }, 600_000);
+
+  it("drill failover on the HA stack injects and observes only: PASS within the objectives, phases beside Patroni's budgets; twin etcd quorum lost: no failover, FAIL saying why", async () => {
+    const reportsDir = await mkdtemp(path.join(tmpdir(), "ha-drill-"));
+    try {
+      const report = await RUNNERS.failover(async () => tier.topology, { reports: reportsDir });
+      console.log(`[ha] drill failover: ${report.verdict.toUpperCase()}; RTO ${report.rto?.totalSeconds.toFixed(2)}s (${(report.evidence.budgets as string[] | undefined)?.join("; ")}), lost ${report.rpo?.lostWrites}, rejoin ${(report.evidence.rejoinSeconds as number).toFixed(1)}s`);
+      expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(report.evidence.mode).toBe("patroni");
+      expect(report.rto?.phases.map((p) => p.name)).toEqual(["leader lock", "endpoint"]);
+      expect(report.rpo?.lostWrites).toBe(0);
+      expect(report.checks.map((c) => c.name)).toEqual(expect.arrayContaining(["RTO (fault -> first write acknowledged through the endpoint) within objective", "no acknowledged write lost", "redundancy restored"]));
+
+      const twin = await runHaFailoverDrill({ topology: tier.topology, reportsDir, twin: "etcd-quorum-lost" });
+      const failed = twin.checks.filter((c) => !c.ok);
+      console.log(`[ha] drill failover twin etcd quorum lost: ${twin.verdict.toUpperCase()}; ${failed.map((c) => c.detail).join("; ")}`);
+      expect(twin.verdict).toBe("fail");
+      expect(failed.map((c) => c.name)).toEqual(["failover happened"]);
+      expect(failed[0]!.detail).toMatch(/etcd has no quorum \(.+ down, 1 of 3 left\): no member can hold or take Patroni's leader lock/);
+      // The drill put etcd and the node back: the cluster is whole again.
+      await waitHealthyCluster(tier, 180_000);
+    } finally {
+      await rm(reportsDir, { recursive: true, force: true });
+    }
+  }, 600_000);
+
+  it("drill switchover: patronictl switchover to the sync standby, the first write on the new primary within the objective, none lost, the old leader a standby again", async () => {
+    const reportsDir = await mkdtemp(path.join(tmpdir(), "ha-switchover-"));
+    try {
+      const before = await leaderNode(tier);
+      const report = await RUNNERS.switchover(async () => tier.topology, { reports: reportsDir });
+      console.log(`[ha] drill switchover: ${report.verdict.toUpperCase()}; ${report.evidence.from} -> ${report.evidence.to} in ${report.rto?.totalSeconds.toFixed(2)}s (longest write gap ${(report.evidence.longestWriteGapSeconds as number).toFixed(2)}s), lost ${report.rpo?.lostWrites}, redundancy ${report.rto?.redundancyRestoredSeconds?.toFixed(1)}s`);
+      expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(await leaderNode(tier)).not.toBe(before);
+      expect(report.rpo?.lostWrites).toBe(0);
+    } finally {
+      await rm(reportsDir, { recursive: true, force: true });
+    }
+  }, 300_000);
 
   it("partition of the old primary while writing (async, so it could acknowledge): it demotes, and no write is acknowledged by two primaries", async () => {
     await waitHealthyCluster(tier);

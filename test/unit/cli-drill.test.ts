@@ -27,7 +27,7 @@ describe("homelab drill", () => {
   it("rejects an unknown drill naming the accepted ones", () => {
     const r = homelab("drill", "nosuch", "--topology", "/tmp/none.json");
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, long-transaction, vacuum-bloat, query-tuning, recreate, site-loss, all$/m);
+    expect(r.stderr).toMatch(/^homelab: drill: got "nosuch"; expected one of redis, backup-restore, failover, switchover, long-transaction, vacuum-bloat, query-tuning, wraparound, redis-replication-lag, recreate, site-loss, all$/m);
   });
 
   it("needs a stack or a topology file", () => {
@@ -103,6 +103,9 @@ describe("drills/<name>.mts on their own", () => {
       "long-transaction": ["--stack", "--topology", "--reports"],
       "vacuum-bloat": ["--stack", "--topology", "--reports"],
       "query-tuning": ["--stack", "--topology", "--reports"],
+      wraparound: ["--stack", "--topology", "--reports"],
+      "redis-replication-lag": ["--stack", "--topology", "--reports"],
+      switchover: ["--stack", "--topology", "--reports"],
       recreate: ["--stack", "--topology", "--reports", "--yes", "--force"],
       "site-loss": ["--stack", "--topology", "--reports", "--yes", "--force"],
     };
@@ -173,5 +176,17 @@ describe("drills on a libvirt stack (drillsFor)", () => {
     expect(drillsFor("libvirt", ["failover"], false)).toEqual({ run: ["failover"], skipped: [] });
     expect(() => drillsFor("libvirt", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform libvirt yet (it makes its restore or scratch nodes as containers); on VMs: failover");
     expect(() => drillsFor("libvirt", ["vacuum-bloat"], false)).toThrow("drill vacuum-bloat: not on platform libvirt yet (not tried on VMs yet); on VMs: failover");
+  });
+});
+
+describe("drill all: the drills a stack cannot run are skipped, saying why (skippedByStack)", () => {
+  const node = (role: string) => ({ role }) as never;
+  it("switchover only with postgres.ha: patroni; redis-replication-lag only with a Redis replica, as root", async () => {
+    const { skippedByStack } = await import("../../cli/drill-commands.ts");
+    const manual = { postgres: {} as never, nodes: [node("postgres-primary"), node("redis")] };
+    expect(skippedByStack(manual, 0)).toEqual([["switchover", "only with postgres.ha: patroni"], ["redis-replication-lag", "the stack has no Redis replica (redis.replica: true)"]]);
+    const ha = { postgres: { ha: { mode: "patroni" } } as never, nodes: [node("postgres-primary"), node("redis"), node("redis-replica")] };
+    expect(skippedByStack(ha, 0)).toEqual([]);
+    expect(skippedByStack(ha, 1000)).toEqual([["redis-replication-lag", "it shapes the primary's traffic with tc in its network namespace, which needs root"]]);
   });
 });

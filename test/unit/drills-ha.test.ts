@@ -27,3 +27,39 @@ describe("drills/lib/ha", () => {
     expect(splitBrainEvidence([], [{ serverAtMs: 1 }]).overlapMs).toBe(0);
   });
 });
+
+describe("HA drills: Patroni's member list, the leader lock in its log, the switchover candidate, the budgets", () => {
+  const member = (Member: string, Role: string, State: string, lag?: number) => ({ Member, Host: "h", Role, State, ...(lag === undefined ? {} : { "Lag in MB": lag }) });
+  it("healthy: one running leader, every other member streaming, a sync standby in sync mode", async () => {
+    const { clusterHealthy } = await import("../../drills/lib/patroni.ts");
+    const ok = [member("pg_1", "Leader", "running"), member("pg_2", "Sync Standby", "streaming")];
+    expect(clusterHealthy(ok, { size: 2, sync: true })).toBe(true);
+    expect(clusterHealthy([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "streaming")], { size: 2, sync: true })).toBe(false);
+    expect(clusterHealthy([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "streaming")], { size: 2, sync: false })).toBe(true);
+    expect(clusterHealthy([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "starting")], { size: 2, sync: false })).toBe(false);
+    expect(clusterHealthy([member("pg_1", "Leader", "running")], { size: 2, sync: false })).toBe(false);
+    expect(clusterHealthy([member("pg_1", "Leader", "running"), member("pg_2", "Leader", "running")], { size: 2, sync: false })).toBe(false);
+  });
+
+  it("the lock time from the new leader's Patroni log (UTC), only after the fault", async () => {
+    const { leaderLockAt } = await import("../../drills/lib/patroni.ts");
+    const log = ["2026-12-04 03:50:01,123 INFO: no action. I am (pg_2), a secondary, and following a leader (pg_1)", "2026-12-04 03:50:20,456 INFO: promoted self to leader by acquiring session lock", "2026-12-04 03:50:21,000 INFO: no action. I am (pg_2), the leader with the lock"].join("\n");
+    expect(leaderLockAt(log, Date.parse("2026-12-04T03:50:00Z"))).toBe(Date.parse("2026-12-04T03:50:20.456Z"));
+    expect(leaderLockAt(log, Date.parse("2026-12-04T03:51:00Z"))).toBeUndefined();
+  });
+
+  it("switchover goes to the sync standby, else to the least lagging streaming standby", async () => {
+    const { switchoverCandidate } = await import("../../drills/switchover.mts");
+    expect(switchoverCandidate([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "streaming", 3), member("pg_3", "Sync Standby", "streaming", 9)])?.Member).toBe("pg_3");
+    expect(switchoverCandidate([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "streaming", 3), member("pg_3", "Replica", "streaming", 0)])?.Member).toBe("pg_3");
+    expect(switchoverCandidate([member("pg_1", "Leader", "running"), member("pg_2", "Replica", "stopped")])).toBeUndefined();
+  });
+
+  it("each failover phase beside the part of the objective Patroni's timing gives it", async () => {
+    const { budgetsOf } = await import("../../drills/ha-failover.mts");
+    const { planPatroniTiming } = await import("../../components/postgres/patroni.ts");
+    const rto = { totalMs: 24_000, totalSeconds: 24, phases: [{ name: "leader lock", startMs: 0, durationMs: 22_000 }, { name: "endpoint", startMs: 22_000, durationMs: 2_000 }] };
+    expect(budgetsOf(rto as never, planPatroniTiming(27))).toEqual(["leader lock 22 s of 23 s", "endpoint 2 s of 4 s"]);
+    expect(budgetsOf(rto as never, planPatroniTiming(5))).toEqual([]);
+  });
+});
