@@ -90,6 +90,8 @@ export const SYSTEM_PACKAGES: { command: string; pkg: string; why: string }[] = 
   { command: "openssl", pkg: "openssl", why: "the stack's TLS certificates" },
   { command: "psql", pkg: "postgresql-client", why: "the psql line `homelab up` prints to connect" },
   { command: "perl", pkg: "perl", why: "the unit test that proves the schema's cron rules agree with homelab-cron" },
+  { command: "tc", pkg: "iproute2", why: "the redis-replication-lag drill shapes a node's traffic (tc in its network namespace)" },
+  { command: "nsenter", pkg: "util-linux", why: "the redis-replication-lag drill enters a node's network namespace" },
 ];
 
 async function aptInstall(pkgs: string[]): Promise<void> {
@@ -100,7 +102,7 @@ async function aptInstall(pkgs: string[]): Promise<void> {
 }
 
 /**
- * The system packages (docker.io, debootstrap, openssl): on Debian as root, missing ones are installed with
+ * The system packages (docker.io, debootstrap, openssl, ...): on Debian as root, missing ones are installed with
  * apt-get (asked first unless --yes); anywhere else a UsageError names the packages to install.
  */
 export async function ensureSystemPackages(opts: EngineOptions = {}): Promise<string> {
