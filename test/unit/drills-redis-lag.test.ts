@@ -7,24 +7,8 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseRedisInfo } from "../../drills/lib/redis.ts";
 import { DrillLog } from "../../drills/lib/log.ts";
-import {
-  addedRoot,
-  assessReplicaBuffer,
-  defaultLagThreshold,
-  devOfAddress,
-  lagDecision,
-  lagSample,
-  liftCommand,
-  parseClientList,
-  parseReplicaEntries,
-  parseReplicaOutputBufferLimit,
-  parseTcQdiscs,
-  refuseUnlessLocalDocker,
-  runRedisReplicationLagDrill,
-  tcBlockStats,
-  throttleCommands,
-  throttleQueuePackets,
-} from "../../drills/redis-replication-lag.mts";
+import { assessReplicaBuffer, defaultLagThreshold, lagDecision, lagSample, parseClientList, parseReplicaEntries, parseReplicaOutputBufferLimit, runRedisReplicationLagDrill } from "../../drills/redis-replication-lag.mts";
+import { addedRoot, devOfAddress, liftCommand, parseTcQdiscs, refuseUnlessLocalDocker, tcBlockStats, throttleCommands, throttleQueuePackets } from "../../drills/lib/shaping.ts";
 import type { Topology } from "../../components/topology.ts";
 
 // INFO replication stats memory of a Redis 7.0 primary with one replica (sections in redis-cli's order).
