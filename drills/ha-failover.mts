@@ -13,7 +13,13 @@
 //            standby: held to objectives.failover.redundancyRestored
 // Twin (`twin: "etcd-quorum-lost"`): two of the three etcd members are killed first. No member can then hold
 // or take the leader lock: no failover may happen, and the drill FAILS saying so and why (the DCS has no
-// quorum), then brings etcd and the node back.
+// quorum), then brings etcd and the node back. Twin `twin: "replica-lagging"`: synchronous_mode off, the
+// leader's link to its standbys throttled (tc, drills/lib/shaping.ts) and 8 MB of WAL written, so every standby
+// is further behind than maximum_lag_on_failover when the leader dies. Measured: the standby replays what the
+// repository archived once streaming stops, is then within the limit, and Patroni promotes it; what was
+// neither streamed nor archived is lost, and the drill FAILS on the lost acknowledged writes, saying how. A
+// standby that could not catch up from the archive is not promoted: then the drill fails on "failover
+// happened". Either way the old leader is started again and synchronous_mode put back.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { planPatroniTiming } from "../components/postgres/patroni.ts";
@@ -23,8 +29,9 @@ import { assertNoAcknowledgedWriteLost, assertRtoWithin, check, drillStopped, ty
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks } from "./lib/ha.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, measureRpo, rtoPhases, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
-import { controlFor, type ControlledNode, type NodeControl } from "./lib/nodes.ts";
-import { describeMembers, endpointConfig, leaderLockAt, leaderOf, patroniMembers, waitClusterHealthy } from "./lib/patroni.ts";
+import { controlFor, psqlOnNode, type ControlledNode, type NodeControl } from "./lib/nodes.ts";
+import { PATRONICTL, describeMembers, endpointConfig, leaderLockAt, leaderOf, patroniMembers, waitClusterHealthy, type PatroniMember } from "./lib/patroni.ts";
+import { SLOW_CLASS, THROTTLE_HANDLE, netnsOf, oneLine, tcIn, throttleCommands } from "./lib/shaping.ts";
 import { type DrillReport, concludeDrill } from "./lib/report.ts";
 
 export interface HaFailoverDrillOptions {
@@ -32,7 +39,20 @@ export interface HaFailoverDrillOptions {
   reportsDir?: string;
   log?: DrillLog;
   nodeControl?: NodeControl;
-  twin?: "etcd-quorum-lost";
+  twin?: "etcd-quorum-lost" | "replica-lagging";
+}
+
+/** Patroni's maximum_lag_on_failover from `patronictl show-config` (bytes; Patroni's default 1 MiB) (pure). */
+export function maximumLagOnFailover(showConfig: string): number {
+  const m = /^maximum_lag_on_failover:\s*(\d+)\s*$/m.exec(showConfig);
+  return m ? Number(m[1]) : 1024 ** 2;
+}
+
+/** A member's lag in bytes from patronictl's "Lag in MB" (a number, or "unknown") (pure). */
+export function memberLagBytes(m: PatroniMember): number | undefined {
+  const v = m["Lag in MB"];
+  const n = typeof v === "number" ? v : Number(v);
+  return v !== undefined && v !== "" && Number.isFinite(n) ? n * 1024 ** 2 : undefined;
 }
 
 /** A node's recent log (docker logs), for the lock time and for evidence; "" off docker. */
@@ -80,6 +100,7 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
   let rto: RtoBreakdown | null = null;
   let rpo: RpoMeasurement | null = null;
   let killed: TopologyNode | undefined;
+  let lagging: Lagging | undefined;
   const etcdKilled: TopologyNode[] = [];
   log.info(`drill failover (postgres.ha: patroni) on stack ${t.stack} (run ${runId}): objectives RTO <= ${formatSeconds(o.rto)}, <= ${o.rpoWrites} acknowledged writes lost, redundancy back <= ${formatSeconds(o.redundancyRestored)}${opts.twin ? `; twin: ${opts.twin}` : ""}`);
   let endpoint: pg.ClientConfig | undefined;
@@ -108,6 +129,13 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
       }, () => `${etcdKilled.map((n) => n.name).join(", ")} killed; ${etcd.length - etcdKilled.length} of ${etcd.length} left (quorum needs ${Math.floor(etcd.length / 2) + 1})`);
     }
 
+    if (opts.twin === "replica-lagging") {
+      lagging = await makeStandbysLag(t, ctl, killed, log);
+      // At least a second of acknowledged writes not archived yet (archive_timeout switches segments).
+      const leader = killed;
+      await within(t.postgres.archiveTimeoutSeconds * 1000 + 10_000, async () => ((await psqlOnNode(ctl, leader, "SELECT coalesce(now() - last_archived_time > interval '1 second', true) FROM pg_stat_archiver")) === "t" ? true : undefined));
+    }
+
     // ------------------------------------------------------------------------------------------ fault
     const faultAtMs = Date.now();
     await log.step(`fault: docker kill ${killed.name} (the leader)`, () => ctl.kill(killed!));
@@ -122,8 +150,9 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
     if (!m) {
       const members = await patroniMembers(t, ctl, [killed.name]);
       const etcdDown = etcdKilled.length > 0 ? `etcd has no quorum (${etcdKilled.map((n) => n.name).join(", ")} down, ${(ha.etcdNodes.length - etcdKilled.length)} of ${ha.etcdNodes.length} left): no member can hold or take Patroni's leader lock, so none may promote (by design: without the DCS a promotion could make a second primary)` : "";
+      const lagged = lagging ? `every standby was further behind than maximum_lag_on_failover (${(lagging.maxLagBytes / 1024 ** 2).toFixed(1)} MB) when the leader died (${lagging.lags.map((l) => `${l.member} ${(l.bytes / 1024 ** 2).toFixed(1)} MB behind`).join(", ")}): Patroni promotes none rather than lose what they lack; the old leader must come back (or an operator accept the loss with patronictl failover --force)` : "";
       evidence.membersAfter = describeMembers(members);
-      checks.push(check("failover happened", false, `no write was acknowledged by another server within ${formatSeconds(waitMs / 1000)} of the fault; ${etcdDown || `members: ${describeMembers(members)}`}`));
+      checks.push(check("failover happened", false, `no write was acknowledged by another server within ${formatSeconds(waitMs / 1000)} of the fault; ${etcdDown || lagged || `members: ${describeMembers(members)}`}`));
     } else {
       const newNode = nodeAtAddress(t, m.newPrimary);
       const lockAt = newNode ? leaderLockAt(await nodeLog(newNode), faultAtMs) : undefined;
@@ -134,7 +163,16 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
       log.info(`phases vs Patroni's budgets: ${(evidence.budgets as string[]).join("; ")}`);
       checks.push(assertRtoWithin(m.rtoSeconds, o.rto, "RTO (fault -> first write acknowledged through the endpoint)"));
       rpo = await measureLoss(endpoint, w, runId);
-      checks.push(assertNoAcknowledgedWriteLost(rpo, o.rpoWrites));
+      const lost = assertNoAcknowledgedWriteLost(rpo, o.rpoWrites);
+      if (lagging && newNode) {
+        // A standby behind the limit can still be promoted: once streaming stops it replays what the
+        // repository archived (restore_command), and Patroni judges its lag after that. What it lacks then is
+        // the tail the primary had not archived yet.
+        const restored = restoredSegmentsSince(await nodeLog(newNode, 2000), faultAtMs);
+        evidence.restoredFromArchive = restored;
+        lost.detail += `; ${newNode.name} was ${lagging.lags.map((l) => `${(l.bytes / 1024 ** 2).toFixed(1)} MB`).join(", ")} behind (maximum_lag_on_failover ${(lagging.maxLagBytes / 1024 ** 2).toFixed(1)} MB) when the leader died, replayed ${restored.length} archived WAL segment(s) from the repository and was then promoted: asynchronous replication lost what was neither streamed nor archived (at most archive_timeout of writes); synchronous_mode would have lost none`;
+      }
+      checks.push(lost);
     }
 
     // ------------------------------------------------------------------------------------------ rejoin
@@ -144,9 +182,20 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
       });
     }
     const rejoinStart = Date.now();
-    await log.step(`rejoin: start ${killed.name}; Patroni makes it a standby again`, async () => {
-      await ctl.start(killed!);
-      killed = undefined;
+    const victim = killed;
+    if (lagging) {
+      const l = lagging;
+      await log.step(`twin cleanup: start ${victim.name} again (the only member with all the data), synchronous_mode back`, async () => {
+        await ctl.start(victim);
+        killed = undefined;
+        await restoreSyncMode(t, ctl, l);
+      });
+    }
+    await log.step(`rejoin: ${killed ? `start ${victim.name}; ` : ""}Patroni makes ${lagging ? "the others standbys" : "it a standby"} again`, async () => {
+      if (killed) {
+        await ctl.start(killed);
+        killed = undefined;
+      }
       return waitClusterHealthy(t, ctl, Math.max(o.redundancyRestored, 120) * 1000 * (opts.twin ? 2 : 1));
     }, describeMembers);
     const rejoinSeconds = (Date.now() - rejoinStart) / 1000;
@@ -161,6 +210,7 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
     await writer?.stop().catch(() => undefined);
     for (const n of etcdKilled) await ctl.start(n).catch(() => undefined);
     if (killed) await ctl.start(killed).catch(() => undefined);
+    if (lagging) await restoreSyncMode(t, ctl, lagging).catch((e: Error) => log.warn(`synchronous_mode not restored: ${e.message}`));
     if (endpoint) await onEndpoint(endpoint, (c) => c.query("DELETE FROM ha_probe WHERE run = $1", [runId])).catch(() => undefined);
   }
   return concludeDrill({ drill: "failover", stack: t.stack, runId, startedAtMs, objectives, phases: log.phases(), rpo, rto, checks, evidence }, { reportsDir: opts.reportsDir, log });
@@ -170,6 +220,75 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
 export function nodeAtAddress(t: Pick<Topology, "nodes">, address: string): TopologyNode | undefined {
   const ip = address.split("/")[0];
   return t.nodes.find((n) => n.role.startsWith("postgres-") && (n.container.ipv4Address === ip || n.internal.host === ip));
+}
+
+/** WAL segments a node's PostgreSQL log says it restored from the archive after `sinceMs` (pure). */
+export function restoredSegmentsSince(log: string, sinceMs: number): string[] {
+  const out: string[] = [];
+  for (const line of log.split("\n")) {
+    const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[\d+\] LOG:\s+restored log file "([0-9A-F]{24})" from archive/.exec(line.trim());
+    if (m && Date.parse(`${m[1]!.replace(" ", "T")}Z`) >= sinceMs) out.push(m[2]!);
+  }
+  return out;
+}
+
+interface Lagging {
+  maxLagBytes: number;
+  lags: { member: string; bytes: number }[];
+  /** synchronous_mode was on and is turned back on at the end. */
+  wasSync: boolean;
+  restored?: boolean;
+}
+
+/** The lag twin's set-up: async, the leader's egress to every standby throttled, WAL written, lag past the limit. */
+async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNode, log: DrillLog): Promise<Lagging> {
+  const standbys = t.nodes.filter((n) => n.role.startsWith("postgres-") && n.role !== "postgres-endpoint" && n.name !== leader.name);
+  const patronictl = (args: string[]) => ctl.exec(leader, [...PATRONICTL, ...args], { user: "postgres", allowFailure: true, timeoutMs: 30_000 });
+  const maxLagBytes = maximumLagOnFailover((await patronictl(["show-config"])).stdout);
+  const wasSync = t.postgres.replicationMode === "sync";
+  if (wasSync) {
+    await log.step("twin: synchronous_mode off (a sync standby cannot fall behind acknowledged commits)", async () => {
+      const r = await patronictl(["edit-config", "--force", "--set", "synchronous_mode=false"]);
+      if (r.code !== 0) throw new Error(`patronictl edit-config failed: ${(r.stdout + r.stderr).trim()}`);
+      if (!(await within(30_000, async () => ((await psqlOnNode(ctl, leader, "SHOW synchronous_standby_names")) === "" ? true : undefined)))) throw new Error("synchronous_standby_names not cleared within 30 s");
+    });
+  }
+  const ns = await netnsOf(leader);
+  await log.step(`twin: throttle ${leader.name}'s link to its standbys to 64 kbit (tc htb in its namespace)`, async () => {
+    const [first, ...rest] = standbys.map((n) => n.container.ipv4Address ?? n.internal.host);
+    const commands = [...throttleCommands({ dev: ns.dev, dstIp: first!, rateKbit: 64 }), ...rest.map((ip) => ["filter", "add", "dev", ns.dev, "parent", THROTTLE_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", `${ip}/32`, "flowid", SLOW_CLASS])];
+    for (const c of commands) {
+      const r = await tcIn(ns, c);
+      if (r.code !== 0) throw new Error(`${leader.name}: tc ${c.join(" ")} failed: ${oneLine(r)}`);
+    }
+  });
+  const lags = await log.step(`twin: 8 MB of WAL on ${leader.name}; wait until Patroni sees every standby past maximum_lag_on_failover (${(maxLagBytes / 1024 ** 2).toFixed(1)} MB)`, async () => {
+    await psqlOnNode(ctl, leader, ["CREATE TABLE IF NOT EXISTS ha_lag_filler (b text)", "INSERT INTO ha_lag_filler SELECT repeat(md5(g::text), 64) FROM generate_series(1, 4000) g"], { database: t.postgres.database, timeoutMs: 60_000 });
+    const seen = await within(60_000, async () => {
+      const now = await patroniMembers(t, ctl);
+      const behind = now.filter((m) => m.Role !== "Leader").map((m) => ({ member: m.Member, bytes: memberLagBytes(m) ?? 0 }));
+      return behind.length === standbys.length && behind.every((b) => b.bytes > maxLagBytes) ? behind : undefined;
+    });
+    if (!seen) throw new Error(`the standbys did not fall behind maximum_lag_on_failover within 60 s: ${describeMembers(await patroniMembers(t, ctl))}`);
+    return seen;
+  }, (l) => l.map((x) => `${x.member} ${(x.bytes / 1024 ** 2).toFixed(1)} MB behind`).join(", "));
+  return { maxLagBytes, lags, wasSync };
+}
+
+/** The lag twin's clean-up once a leader runs: synchronous_mode as it was, the filler table dropped. */
+async function restoreSyncMode(t: Topology, ctl: NodeControl, lagging: Lagging): Promise<void> {
+  if (lagging.restored) return;
+  const found = await within(120_000, async () => {
+    const m = await patroniMembers(t, ctl);
+    return leaderOf(t, m);
+  });
+  if (!found) throw new Error(`no Patroni leader within 120 s: ${describeMembers(await patroniMembers(t, ctl))}`);
+  if (lagging.wasSync) {
+    const r = await ctl.exec(found, [...PATRONICTL, "edit-config", "--force", "--set", "synchronous_mode=true"], { user: "postgres", allowFailure: true, timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`patronictl edit-config --set synchronous_mode=true failed: ${(r.stdout + r.stderr).trim()}`);
+  }
+  await psqlOnNode(ctl, found, "DROP TABLE IF EXISTS ha_lag_filler", { database: t.postgres.database, timeoutMs: 60_000 });
+  lagging.restored = true;
 }
 
 async function measureLoss(endpoint: pg.ClientConfig, w: EndpointWriter, runId: string): Promise<RpoMeasurement> {

@@ -53,7 +53,7 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
     }
   }, 600_000);
 
-  it("drill failover on the HA stack injects and observes only: PASS within the objectives, phases beside Patroni's budgets; twin etcd quorum lost: no failover, FAIL saying why", async () => {
+  it("drill failover on the HA stack injects and observes only: PASS within the objectives, phases beside Patroni's budgets; twins etcd quorum lost (no failover) and a standby past maximum_lag_on_failover in async mode (writes lost): FAIL saying why", async () => {
     const reportsDir = await mkdtemp(path.join(tmpdir(), "ha-drill-"));
     try {
       const report = await RUNNERS.failover(async () => tier.topology, { reports: reportsDir });
@@ -72,10 +72,25 @@ describe("postgres.ha: patroni (Patroni + etcd + HAProxy)", () => {
       expect(failed[0]!.detail).toMatch(/etcd has no quorum \(.+ down, 1 of 3 left\): no member can hold or take Patroni's leader lock/);
       // The drill put etcd and the node back: the cluster is whole again.
       await waitHealthyCluster(tier, 180_000);
+
+      const lag = await runHaFailoverDrill({ topology: tier.topology, reportsDir, twin: "replica-lagging" });
+      const lagFailed = lag.checks.filter((c) => !c.ok);
+      console.log(`[ha] drill failover twin standby past maximum_lag_on_failover: ${lag.verdict.toUpperCase()}; ${lagFailed.map((c) => c.detail).join("; ")}`);
+      // Measured: the standby replays the repository's archive once streaming stops, is then within
+      // maximum_lag_on_failover, and Patroni promotes it; the acknowledged writes neither streamed nor
+      // archived are lost, and the drill fails on them, saying how.
+      expect(lag.verdict).toBe("fail");
+      expect(lagFailed.map((c) => c.name)).toEqual(["no acknowledged write lost"]);
+      expect(lagFailed[0]!.detail).toMatch(/pg-\d was [\d.]+ MB behind \(maximum_lag_on_failover 1\.0 MB\) when the leader died, replayed \d+ archived WAL segment\(s\) from the repository and was then promoted: asynchronous replication lost what was neither streamed nor archived/);
+      expect((lag.evidence.restoredFromArchive as string[]).length).toBeGreaterThan(0);
+      // The old leader led again, synchronous_mode is back, the filler table is gone.
+      const healthy = await waitHealthyCluster(tier, 180_000);
+      expect(healthy.some((m) => m.Role === "Sync Standby")).toBe(true);
+      expect((await endpointQuery<{ t: string | null }>(tier, "select to_regclass('ha_lag_filler')::text as t"))[0]?.t).toBeNull();
     } finally {
       await rm(reportsDir, { recursive: true, force: true });
     }
-  }, 600_000);
+  }, 900_000);
 
   it("drill switchover: patronictl switchover to the sync standby, the first write on the new primary within the objective, none lost, the old leader a standby again", async () => {
     const reportsDir = await mkdtemp(path.join(tmpdir(), "ha-switchover-"));

@@ -62,4 +62,20 @@ describe("HA drills: Patroni's member list, the leader lock in its log, the swit
     expect(budgetsOf(rto as never, planPatroniTiming(27))).toEqual(["leader lock 22 s of 23 s", "endpoint 2 s of 4 s"]);
     expect(budgetsOf(rto as never, planPatroniTiming(5))).toEqual([]);
   });
+
+  it("the lag twin reads maximum_lag_on_failover from show-config and patronictl's lag in MB", async () => {
+    const { maximumLagOnFailover, memberLagBytes } = await import("../../drills/ha-failover.mts");
+    expect(maximumLagOnFailover("loop_wait: 1\nmaximum_lag_on_failover: 1048576\nttl: 20\n")).toBe(1048576);
+    expect(maximumLagOnFailover("ttl: 20\n")).toBe(1048576);
+    expect(memberLagBytes(member("pg_2", "Replica", "streaming", 7.5))).toBe(7.5 * 1048576);
+    expect(memberLagBytes({ ...member("pg_2", "Replica", "streaming"), "Lag in MB": "unknown" })).toBeUndefined();
+    expect(memberLagBytes(member("pg_1", "Leader", "running"))).toBeUndefined();
+  });
+
+  it("the archived WAL segments a node restored after the fault, from its PostgreSQL log", async () => {
+    const { restoredSegmentsSince } = await import("../../drills/ha-failover.mts");
+    const log = ['2026-12-04 04:14:41.100 UTC [77] LOG:  restored log file "000000050000000000000012" from archive', "2026-12-04 04:14:41,200 INFO: no action", '2026-12-04 04:14:42.300 UTC [77] LOG:  restored log file "000000050000000000000013" from archive'].join("\n");
+    expect(restoredSegmentsSince(log, Date.parse("2026-12-04T04:14:41.000Z"))).toEqual(["000000050000000000000012", "000000050000000000000013"]);
+    expect(restoredSegmentsSince(log, Date.parse("2026-12-04T04:14:42.000Z"))).toEqual(["000000050000000000000013"]);
+  });
 });
