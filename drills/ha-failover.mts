@@ -131,9 +131,11 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
 
     if (opts.twin === "replica-lagging") {
       lagging = await makeStandbysLag(t, ctl, killed, log);
-      // At least a second of acknowledged writes not archived yet (archive_timeout switches segments).
+      // The filler archived (so what decides the outcome is the lag, not an unarchived filler), and at least a
+      // second of acknowledged writes not archived yet (archive_timeout switches segments).
       const leader = killed;
-      await within(t.postgres.archiveTimeoutSeconds * 1000 + 10_000, async () => ((await psqlOnNode(ctl, leader, "SELECT coalesce(now() - last_archived_time > interval '1 second', true) FROM pg_stat_archiver")) === "t" ? true : undefined));
+      const archived = await within(t.postgres.archiveTimeoutSeconds * 2000 + 30_000, async () => ((await psqlOnNode(ctl, leader, `SELECT coalesce(last_archived_wal >= pg_walfile_name('${lagging!.fillerEndLsn}') AND now() - last_archived_time > interval '1 second', false) FROM pg_stat_archiver`)) === "t" ? true : undefined));
+      if (!archived) throw new Error(`the filler's WAL (up to ${lagging.fillerEndLsn}) was not archived within ${2 * t.postgres.archiveTimeoutSeconds + 30} s: check archiving first`);
     }
 
     // ------------------------------------------------------------------------------------------ fault
@@ -234,6 +236,8 @@ export function restoredSegmentsSince(log: string, sinceMs: number): string[] {
 
 interface Lagging {
   maxLagBytes: number;
+  /** The leader's WAL position after the filler. */
+  fillerEndLsn: string;
   lags: { member: string; bytes: number }[];
   /** synchronous_mode was on and is turned back on at the end. */
   wasSync: boolean;
@@ -254,6 +258,7 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
     });
   }
   const ns = await netnsOf(leader);
+  let fillerEndLsn = "";
   await log.step(`twin: throttle ${leader.name}'s link to its standbys to 64 kbit (tc htb in its namespace)`, async () => {
     const [first, ...rest] = standbys.map((n) => n.container.ipv4Address ?? n.internal.host);
     const commands = [...throttleCommands({ dev: ns.dev, dstIp: first!, rateKbit: 64 }), ...rest.map((ip) => ["filter", "add", "dev", ns.dev, "parent", THROTTLE_HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", `${ip}/32`, "flowid", SLOW_CLASS])];
@@ -264,6 +269,7 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
   });
   const lags = await log.step(`twin: 8 MB of WAL on ${leader.name}; wait until Patroni sees every standby past maximum_lag_on_failover (${(maxLagBytes / 1024 ** 2).toFixed(1)} MB)`, async () => {
     await psqlOnNode(ctl, leader, ["CREATE TABLE IF NOT EXISTS ha_lag_filler (b text)", "INSERT INTO ha_lag_filler SELECT repeat(md5(g::text), 64) FROM generate_series(1, 4000) g"], { database: t.postgres.database, timeoutMs: 60_000 });
+    fillerEndLsn = await psqlOnNode(ctl, leader, "SELECT pg_current_wal_lsn()");
     const seen = await within(60_000, async () => {
       const now = await patroniMembers(t, ctl);
       const behind = now.filter((m) => m.Role !== "Leader").map((m) => ({ member: m.Member, bytes: memberLagBytes(m) ?? 0 }));
@@ -272,7 +278,7 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
     if (!seen) throw new Error(`the standbys did not fall behind maximum_lag_on_failover within 60 s: ${describeMembers(await patroniMembers(t, ctl))}`);
     return seen;
   }, (l) => l.map((x) => `${x.member} ${(x.bytes / 1024 ** 2).toFixed(1)} MB behind`).join(", "));
-  return { maxLagBytes, lags, wasSync };
+  return { maxLagBytes, fillerEndLsn, lags, wasSync };
 }
 
 /** The lag twin's clean-up once a leader runs: synchronous_mode as it was, the filler table dropped. */
