@@ -121,7 +121,9 @@ export interface HostResult {
 /** Runs a program on this host (tc and ip through nsenter); a missing program is a ShapingRefused naming it. */
 export function hostRun(argv: readonly string[], timeoutMs = 10_000): Promise<HostResult> {
   return new Promise((resolve, reject) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
+    // tc lives in /usr/sbin (iproute2), nsenter in /usr/bin: found even when PATH has no sbin (a non-login root shell).
+    const env = { ...process.env, PATH: `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin` };
+    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, encoding: "utf8", env }, (err, stdout, stderr) => {
       if (!err) return resolve({ code: 0, stdout, stderr });
       const e = err as NodeJS.ErrnoException & { code?: string | number };
       if (e.code === "ENOENT") return reject(new ShapingRefused(`${argv[0]} is not installed on this host: the throttle runs tc inside the node's network namespace through nsenter (util-linux, iproute2)`));
