@@ -8,10 +8,9 @@
 // each that explains the gap (a row store's seq scan vs a columnar, vectorised scan). The results are checked
 // equal on both sides, so a fast wrong answer is a failure. The table is dropped at the end (and the DuckDB
 // host synced again, so its mirror drops it too) unless --keep.
-import { randomBytes } from "node:crypto";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "../drills/lib/nodes.ts";
-import { valueAxis, xmlEscape } from "../drills/lib/report.ts";
+import { valueAxis, xmlEscape, newRunId } from "../drills/lib/report.ts";
 import { currentPrimary, pgNodes } from "../drills/lib/topology.ts";
 import { median, type BenchMetric, type BenchRun } from "./lib/history.ts";
 
@@ -138,7 +137,7 @@ export async function runOlapBench(o: OlapBenchOptions): Promise<BenchRun> {
   const schema = schemas.includes("public") ? "public" : schemas[0]!;
   const table = `${schema}.${OLAP_TABLE}`;
   const startedAt = new Date();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const primary = await currentPrimary(t, ctl);
   const db = t.postgres.database;
   // UTC like the DuckDB host, so timestamps (and date_trunc of them) read the same on both.

@@ -5,10 +5,10 @@
 // (--log) so the latency percentiles are computed from all of them, not from pgbench's average.
 // The stack's settings stay as they are: that is what is measured (synchronous_commit and replication mode
 // included, recorded in the evidence).
-import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "../drills/lib/nodes.ts";
 import { currentPrimary } from "../drills/lib/topology.ts";
+import { newRunId } from "../drills/lib/report.ts";
 import { percentile, type BenchRun } from "./lib/history.ts";
 
 export const BENCH_DATABASE = "homelab_bench";
@@ -61,7 +61,7 @@ export async function runPgBench(o: PgBenchOptions): Promise<BenchRun> {
   const log = o.log ?? ((l: string) => console.log(l));
   const ctl = o.nodeControl ?? controlFor(t);
   const startedAt = new Date();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const primary = await currentPrimary(t, ctl);
   const sql = (q: string, timeoutMs?: number) => psqlOnNode(ctl, primary, q, { timeoutMs });
   const logDir = `/tmp/homelab-bench-${runId}`;

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { controlFor, type NodeControl } from "../drills/lib/nodes.ts";
 import { redisCliOnNode, redisInfoOnNode, type RedisNodeAuth } from "../drills/lib/redis.ts";
+import { newRunId } from "../drills/lib/report.ts";
 import { nodeByRole } from "../drills/lib/topology.ts";
 import type { BenchMetric, BenchRun } from "./lib/history.ts";
 
@@ -74,7 +75,7 @@ export async function runRedisBench(o: RedisBenchOptions): Promise<BenchRun> {
   const admin: RedisNodeAuth = { user: t.redis.adminUser, passwordFile: adminFile };
   const cli = (args: string[], timeoutMs?: number) => redisCliOnNode(ctl, node, admin, args, { timeoutMs });
   const startedAt = new Date();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const user = `homelab-bench-${runId}`;
 
   const keys = await cli(["-n", String(BENCH_DB), "DBSIZE"]);

@@ -20,7 +20,6 @@
 // neither streamed nor archived is lost, and the drill FAILS on the lost acknowledged writes, saying how. A
 // standby that could not catch up from the archive is not promoted: then the drill fails on "failover
 // happened". Either way the old leader is started again and synchronous_mode put back.
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { planPatroniTiming } from "../components/postgres/patroni.ts";
 import { docker, dockerEnv } from "../components/platform/docker-node.ts";
@@ -32,7 +31,7 @@ import { formatSeconds, measureRpo, rtoPhases, type RpoMeasurement, type RtoBrea
 import { controlFor, psqlOnNode, type ControlledNode, type NodeControl } from "./lib/nodes.ts";
 import { PATRONICTL, describeMembers, endpointConfig, leaderLockAt, leaderOf, patroniMembers, waitClusterHealthy, type PatroniMember } from "./lib/patroni.ts";
 import { SLOW_CLASS, THROTTLE_HANDLE, netnsOf, oneLine, tcIn, throttleCommands } from "./lib/shaping.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 
 export interface HaFailoverDrillOptions {
   topology: Topology;
@@ -90,7 +89,7 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
   const log = opts.log ?? new DrillLog();
   const ctl = opts.nodeControl ?? controlFor(t);
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const o = t.objectives.failover;
   const objectives = { rtoSeconds: o.rto, rpoWrites: o.rpoWrites, redundancyRestoredSeconds: o.redundancyRestored };
   const ha = t.postgres.ha;

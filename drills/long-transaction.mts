@@ -15,14 +15,13 @@
 // no acknowledged write is missing. pg_cancel_backend() is the classic wrong move: it cancels a running
 // query, and an idle transaction runs none, so it ends nothing (the e2e's twin does exactly that and the
 // drill fails naming it).
-import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
 import { assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { runIfMain } from "./lib/main.ts";
@@ -71,7 +70,7 @@ export async function runLongTransactionDrill(opts: LongTransactionDrillOptions)
   const ctl = opts.nodeControl ?? controlFor(t);
   const recovery = opts.recovery ?? "terminate";
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const table = `drill_long_tx_${runId.replace(/-/g, "_")}`;
   const checks: Check[] = [];
   const evidence: Record<string, unknown> = { recovery, table };

@@ -13,14 +13,13 @@
 // time. Checks: the planted query is the top one, its plan after uses the new index, and it got at least
 // objectives.queryTuning.minSpeedup times faster. Twin: an index on the wrong column (created_at alone):
 // the plan keeps its sequential scan, the speedup is ~1 and the drill FAILS saying which plan stayed.
-import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
 import { check, drillStopped, type Check } from "./lib/assert.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
 
@@ -70,7 +69,7 @@ export async function runQueryTuningDrill(opts: QueryTuningDrillOptions): Promis
   const log = opts.log ?? new DrillLog();
   const ctl = opts.nodeControl ?? controlFor(t);
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const table = `drill_tuning_${runId.replace(/-/g, "_")}`;
   const index = `${table}_fix`;
   const rows = opts.rows ?? 300_000;

@@ -15,7 +15,6 @@
 // How the stack is destroyed and created is the caller's `recreate(phase)` hook: `pulumi destroy` and
 // `pulumi up` with `postgres.bootstrapFrom: backup` for a real stack (pulumiRecreate below), the e2e harness's
 // destroy/apply in tests (test/e2e/recreate-harness.ts).
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { $ } from "zx";
 import { parseSize } from "../components/config/units.ts";
@@ -26,7 +25,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, measureRpo, rtoPhases, walGapBytes, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, readSecret, type NodeControl } from "./lib/nodes.ts";
 import { Probe, pgWriteProbe } from "./lib/probe.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary, loadTopology, nodeByName, nodeByRole, nodesByRole, pgClientConfig } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { AckWriter, ensureWorkloadSchema, presentSeqs, type ConnectionConfig } from "./lib/writer.ts";
@@ -80,7 +79,7 @@ interface ClusterIdentity {
 export async function runRecreateDrill(opts: RecreateDrillOptions): Promise<DrillReport> {
   const t = opts.topology;
   const log = opts.log ?? new DrillLog();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const startedAtMs = Date.now();
   const checks: Check[] = [];
   const evidence: Record<string, unknown> = { archiveTimeoutSeconds: t.postgres.archiveTimeoutSeconds };

@@ -41,7 +41,7 @@ import {
   type RedisEndpoint,
   type RedisNodeAuth,
 } from "./lib/redis.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { nodeByRole, nodesByRole } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
 import { runIfMain } from "./lib/main.ts";
@@ -252,7 +252,7 @@ export async function runRedisReplicationLagDrill(opts: RedisReplicationLagDrill
   const log = opts.log ?? new DrillLog();
   const recovery = opts.recovery ?? "lift";
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const rate = opts.writesPerSecond ?? DEFAULT_RATE;
   const valueBytes = opts.valueBytes ?? DEFAULT_VALUE_BYTES;
   const throttleKbit = opts.throttleKbit ?? 64;

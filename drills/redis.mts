@@ -17,7 +17,6 @@
 // off fails the drill ("AOF off: ..."); the drill still runs, so the report also shows what it costs.
 // Note (components/redis/image/README.md): killing the process cannot lose what reached write(), even with
 // appendfsync everysec; only losing the machine exercises the fsync policy.
-import { randomBytes } from "node:crypto";
 import type { Topology, TopologyNode } from "../components/topology.ts";
 import { assertRpoWithin, assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { DrillLog } from "./lib/log.ts";
@@ -41,7 +40,7 @@ import {
   type RedisLoss,
   type RedisNodeAuth,
 } from "./lib/redis.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { nodeByRole, nodesByRole } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
 
@@ -72,7 +71,7 @@ export async function runRedisDrill(opts: RedisDrillOptions): Promise<DrillRepor
   const t = opts.topology;
   const variant = opts.variant ?? "restart";
   const log = opts.log ?? new DrillLog();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const startedAtMs = Date.now();
   const drill = variant === "restart" ? "redis" : "redis-replica-promotion";
   const checks: Check[] = [];

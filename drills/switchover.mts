@@ -7,7 +7,6 @@
 // really leading afterwards, and the old leader streaming as a standby again (objectives.failover.redundancyRestored).
 //
 //   npx tsx drills/switchover.mts --stack <ha stack> [--reports reports]
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { Topology } from "../components/topology.ts";
 import { assertNoAcknowledgedWriteLost, assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
@@ -16,7 +15,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, measureRpo, rtoPhases, type RpoMeasurement, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, type NodeControl } from "./lib/nodes.ts";
 import { PATRONICTL, describeMembers, endpointConfig, leaderOf, nodeOfMember, waitClusterHealthy, type PatroniMember } from "./lib/patroni.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { onEndpoint, within } from "./ha-failover.mts";
 import { runIfMain } from "./lib/main.ts";
 
@@ -40,7 +39,7 @@ export async function runSwitchoverDrill(opts: SwitchoverDrillOptions): Promise<
   const log = opts.log ?? new DrillLog();
   const ctl = opts.nodeControl ?? controlFor(t);
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const rtoObjective = t.objectives.switchover?.rto ?? NaN;
   const objectives = { rtoSeconds: rtoObjective, rpoWrites: 0, redundancyRestoredSeconds: t.objectives.failover.redundancyRestored };
   const checks: Check[] = [];

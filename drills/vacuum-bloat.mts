@@ -12,14 +12,13 @@
 // returns no space to the operating system (table_len stays; VACUUM FULL or pg_repack would, under an
 // exclusive lock): the report says so with both sizes. Twin: a REPEATABLE READ transaction opened before the
 // churn and left open holds the xmin horizon, VACUUM removes nothing, and the drill FAILS naming the session.
-import { randomBytes } from "node:crypto";
 import type { Topology } from "../components/topology.ts";
 import { assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
 
@@ -58,7 +57,7 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
   const log = opts.log ?? new DrillLog();
   const ctl = opts.nodeControl ?? controlFor(t);
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const table = `drill_bloat_${runId.replace(/-/g, "_")}`;
   const rows = opts.rows ?? 20_000;
   const updates = opts.updates ?? 5;

@@ -20,7 +20,6 @@
 // warning age and a new XID without warning, held to objectives.wraparound.rto. Twin (holdPrepared): a
 // prepared transaction left behind before the advance holds the oldest XID, VACUUM cannot freeze past it, the
 // warning stays and the drill FAILS naming it (gid, age).
-import { randomBytes } from "node:crypto";
 import { docker, dockerEnv } from "../components/platform/docker-node.ts";
 import type { Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "./lib/archive.ts";
@@ -29,7 +28,7 @@ import { DrillLog } from "./lib/log.ts";
 import { formatDuration, formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
 import { controlFor, parseSingleUserOutput, psqlOnNode, type ControlledNode, type NodeControl } from "./lib/nodes.ts";
 import { archivedSegmentsOnNode, pgbackrestError } from "./lib/pitr.ts";
-import { type DrillReport, concludeDrill } from "./lib/report.ts";
+import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { createNodeCopy, removeNodeCopy, snapshotDockerNode, type NodeSnapshot, type RecreatableNode } from "./lib/scratch-node.ts";
 import { currentPrimary, nodeByName } from "./lib/topology.ts";
 import { waitFor } from "./lib/wait.ts";
@@ -297,7 +296,7 @@ export async function runWraparoundDrill(opts: WraparoundDrillOptions): Promise<
   const log = opts.log ?? new DrillLog();
   const ctl = opts.nodeControl ?? controlFor(t);
   const startedAtMs = Date.now();
-  const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  const runId = newRunId();
   const stanza = t.pgbackrest.stanza;
   const db = t.postgres.database;
   const checks: Check[] = [];

@@ -1,6 +1,7 @@
 // Drill reports (docs/drills.md "Report"): one JSON object + a Markdown summary per run, and one line per run in
 // reports/history.jsonl so a user sees the trend across runs (`homelab report`: a Markdown table and an SVG
 // chart of RTO and RPO per drill over time). Exit code: 0 only when every check passed.
+import { randomBytes } from "node:crypto";
 import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -32,6 +33,11 @@ export interface DrillReport {
   checks: Check[];
   /** Backup label, LSNs, timeline, container names... whatever lets someone re-trace the run. */
   evidence: Record<string, unknown>;
+}
+
+/** A run's id: sortable by time (base-36 ms) and unique among runs started in the same millisecond. */
+export function newRunId(): string {
+  return `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
 /** "pass" only when there are checks and every one passed: a drill that checked nothing proved nothing. */
