@@ -12,6 +12,7 @@ import type { Topology, TopologyNode } from "../components/topology.ts";
 import { controlFor, psqlOnNode, type NodeControl } from "../drills/lib/nodes.ts";
 import { valueAxis, xmlEscape, newRunId } from "../drills/lib/report.ts";
 import { currentPrimary, pgNodes } from "../drills/lib/topology.ts";
+import { waitFor } from "../drills/lib/wait.ts";
 import { median, type BenchMetric, type BenchRun } from "./lib/history.ts";
 
 export const OLAP_TABLE = "bench_olap_events";
@@ -161,12 +162,7 @@ export async function runOlapBench(o: OlapBenchOptions): Promise<BenchRun> {
     const replicas = pgNodes(t).filter((n) => n.name !== primary.name);
     const replayStart = Date.now();
     for (const r of replicas) {
-      for (;;) {
-        const done = await psqlOnNode(ctl, r, `SELECT coalesce(pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn, false)`).catch(() => "f");
-        if (done === "t") break;
-        if (Date.now() - replayStart > 3_600_000) throw new Error(`replica ${r.name} did not replay the load within an hour`);
-        await new Promise((res) => setTimeout(res, 100));
-      }
+      await waitFor(`replica ${r.name} replayed the load (${lsn})`, async () => (await psqlOnNode(ctl, r, `SELECT coalesce(pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn, false)`)) === "t", { timeoutMs: Math.max(0, 3_600_000 - (Date.now() - replayStart)) });
     }
     const replaySeconds = (Date.now() - replayStart) / 1000;
     const sync = await syncDuckdb(base, 6 * 3_600_000);

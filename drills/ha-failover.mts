@@ -32,6 +32,7 @@ import { controlFor, psqlOnNode, type ControlledNode, type NodeControl } from ".
 import { PATRONICTL, describeMembers, endpointConfig, leaderLockAt, leaderOf, patroniMembers, waitClusterHealthy, type PatroniMember } from "./lib/patroni.ts";
 import { SLOW_CLASS, THROTTLE_HANDLE, netnsOf, oneLine, tcIn, throttleCommands } from "./lib/shaping.ts";
 import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
+import { nullOnTimeout, waitFor } from "./lib/wait.ts";
 
 export interface HaFailoverDrillOptions {
   topology: Topology;
@@ -73,17 +74,6 @@ export async function onEndpoint<T>(config: pg.ClientConfig, fn: (c: pg.Client) 
   }
 }
 
-/** Waits until `probe` yields a value, polling every 100 ms; undefined after `timeoutMs`. */
-export async function within<T>(timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) return undefined;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<DrillReport> {
   const t = opts.topology;
   const log = opts.log ?? new DrillLog();
@@ -114,8 +104,7 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
     writer = new EndpointWriter({ connection: endpoint, run: runId });
     writer.start();
     const w = writer;
-    const warm = await within(60_000, () => (w.acks.length >= 20 ? true : undefined));
-    if (!warm) throw new Error(`the writer got ${w.acks.length} acknowledgements through the primary endpoint in 60 s (last errors: ${w.errors.slice(-3).map((e) => e.message).join(" | ") || "none"})`);
+    await waitFor("20 writes acknowledged through the primary endpoint", () => w.acks.length >= 20, { timeoutMs: 60_000, state: () => `${w.acks.length} acknowledged; last errors: ${w.errors.slice(-3).map((e) => e.message).join(" | ") || "none"}` });
 
     if (opts.twin === "etcd-quorum-lost") {
       const etcd = (ha.etcdNodes ?? []).map((name) => t.nodes.find((n) => n.name === name)).filter((n): n is TopologyNode => n !== undefined);
@@ -133,18 +122,18 @@ export async function runHaFailoverDrill(opts: HaFailoverDrillOptions): Promise<
       // The filler archived (so what decides the outcome is the lag, not an unarchived filler), and at least a
       // second of acknowledged writes not archived yet (archive_timeout switches segments).
       const leader = killed;
-      const archived = await within(t.postgres.archiveTimeoutSeconds * 2000 + 30_000, async () => ((await psqlOnNode(ctl, leader, `SELECT coalesce(last_archived_wal >= pg_walfile_name('${lagging!.fillerEndLsn}') AND now() - last_archived_time > interval '1 second', false) FROM pg_stat_archiver`)) === "t" ? true : undefined));
-      if (!archived) throw new Error(`the filler's WAL (up to ${lagging.fillerEndLsn}) was not archived within ${2 * t.postgres.archiveTimeoutSeconds + 30} s: check archiving first`);
+      const fillerEnd = lagging.fillerEndLsn;
+      await waitFor(`the filler's WAL (up to ${fillerEnd}) archived, and a second of writes since`, async () => (await psqlOnNode(ctl, leader, `SELECT coalesce(last_archived_wal >= pg_walfile_name('${fillerEnd}') AND now() - last_archived_time > interval '1 second', false) FROM pg_stat_archiver`)) === "t", { timeoutMs: t.postgres.archiveTimeoutSeconds * 2000 + 30_000 });
     }
 
     // ------------------------------------------------------------------------------------------ fault
     const faultAtMs = Date.now();
     await log.step(`fault: docker kill ${killed.name} (the leader)`, () => ctl.kill(killed!));
     const waitMs = opts.twin ? (o.rto + 10) * 1000 : Math.max(o.rto * 2, 60) * 1000;
-    const m = await log.step("observe: a write acknowledged by a new primary through the endpoint", async () => (await within(waitMs, () => {
+    const m = await log.step("observe: a write acknowledged by a new primary through the endpoint", () => nullOnTimeout(waitFor("a write acknowledged by a new primary", () => {
       const r = failoverFromAcks(w.acks, faultAtMs);
       return "problem" in r ? undefined : r;
-    })) ?? null, (r) => (r ? `${formatSeconds(r.rtoSeconds)} after the fault, by ${r.newPrimary}` : `none within ${formatSeconds(waitMs / 1000)}`));
+    }, { timeoutMs: waitMs })), (r) => (r ? `${formatSeconds(r.rtoSeconds)} after the fault, by ${r.newPrimary}` : `none within ${formatSeconds(waitMs / 1000)}`));
     await new Promise((r) => setTimeout(r, 500));
     await w.stop();
 
@@ -253,7 +242,7 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
     await log.step("twin: synchronous_mode off (a sync standby cannot fall behind acknowledged commits)", async () => {
       const r = await patronictl(["edit-config", "--force", "--set", "synchronous_mode=false"]);
       if (r.code !== 0) throw new Error(`patronictl edit-config failed: ${(r.stdout + r.stderr).trim()}`);
-      if (!(await within(30_000, async () => ((await psqlOnNode(ctl, leader, "SHOW synchronous_standby_names")) === "" ? true : undefined)))) throw new Error("synchronous_standby_names not cleared within 30 s");
+      await waitFor("synchronous_standby_names cleared", async () => (await psqlOnNode(ctl, leader, "SHOW synchronous_standby_names")) === "", { timeoutMs: 30_000 });
     });
   }
   const ns = await netnsOf(leader);
@@ -269,13 +258,12 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
   const lags = await log.step(`twin: 8 MB of WAL on ${leader.name}; wait until Patroni sees every standby past maximum_lag_on_failover (${(maxLagBytes / 1024 ** 2).toFixed(1)} MB)`, async () => {
     await psqlOnNode(ctl, leader, ["CREATE TABLE IF NOT EXISTS ha_lag_filler (b text)", "INSERT INTO ha_lag_filler SELECT repeat(md5(g::text), 64) FROM generate_series(1, 4000) g"], { database: t.postgres.database, timeoutMs: 60_000 });
     fillerEndLsn = await psqlOnNode(ctl, leader, "SELECT pg_current_wal_lsn()");
-    const seen = await within(60_000, async () => {
-      const now = await patroniMembers(t, ctl);
-      const behind = now.filter((m) => m.Role !== "Leader").map((m) => ({ member: m.Member, bytes: memberLagBytes(m) ?? 0 }));
+    let members: PatroniMember[] = [];
+    return waitFor("every standby past maximum_lag_on_failover", async () => {
+      members = await patroniMembers(t, ctl);
+      const behind = members.filter((m) => m.Role !== "Leader").map((m) => ({ member: m.Member, bytes: memberLagBytes(m) ?? 0 }));
       return behind.length === standbys.length && behind.every((b) => b.bytes > maxLagBytes) ? behind : undefined;
-    });
-    if (!seen) throw new Error(`the standbys did not fall behind maximum_lag_on_failover within 60 s: ${describeMembers(await patroniMembers(t, ctl))}`);
-    return seen;
+    }, { timeoutMs: 60_000, state: () => describeMembers(members) });
   }, (l) => l.map((x) => `${x.member} ${(x.bytes / 1024 ** 2).toFixed(1)} MB behind`).join(", "));
   return { maxLagBytes, fillerEndLsn, lags, wasSync };
 }
@@ -283,11 +271,8 @@ async function makeStandbysLag(t: Topology, ctl: NodeControl, leader: TopologyNo
 /** The lag twin's clean-up once a leader runs: synchronous_mode as it was, the filler table dropped. */
 async function restoreSyncMode(t: Topology, ctl: NodeControl, lagging: Lagging): Promise<void> {
   if (lagging.restored) return;
-  const found = await within(120_000, async () => {
-    const m = await patroniMembers(t, ctl);
-    return leaderOf(t, m);
-  });
-  if (!found) throw new Error(`no Patroni leader within 120 s: ${describeMembers(await patroniMembers(t, ctl))}`);
+  let members: PatroniMember[] = [];
+  const found = await waitFor("a Patroni leader", async () => leaderOf(t, (members = await patroniMembers(t, ctl))), { timeoutMs: 120_000, state: () => describeMembers(members) });
   if (lagging.wasSync) {
     const r = await ctl.exec(found, [...PATRONICTL, "edit-config", "--force", "--set", "synchronous_mode=true"], { user: "postgres", allowFailure: true, timeoutMs: 30_000 });
     if (r.code !== 0) throw new Error(`patronictl edit-config --set synchronous_mode=true failed: ${(r.stdout + r.stderr).trim()}`);

@@ -16,7 +16,8 @@ import { formatSeconds, measureRpo, rtoPhases, type RpoMeasurement, type RtoBrea
 import { controlFor, type NodeControl } from "./lib/nodes.ts";
 import { PATRONICTL, describeMembers, endpointConfig, leaderOf, nodeOfMember, waitClusterHealthy, type PatroniMember } from "./lib/patroni.ts";
 import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
-import { onEndpoint, within } from "./ha-failover.mts";
+import { onEndpoint } from "./ha-failover.mts";
+import { nullOnTimeout, waitFor } from "./lib/wait.ts";
 import { runIfMain } from "./lib/main.ts";
 
 export interface SwitchoverDrillOptions {
@@ -64,7 +65,7 @@ export async function runSwitchoverDrill(opts: SwitchoverDrillOptions): Promise<
     writer = new EndpointWriter({ connection: endpoint, run: runId });
     writer.start();
     const w = writer;
-    if (!(await within(60_000, () => (w.acks.length >= 20 ? true : undefined)))) throw new Error(`the writer got ${w.acks.length} acknowledgements through the primary endpoint in 60 s`);
+    await waitFor("20 writes acknowledged through the primary endpoint", () => w.acks.length >= 20, { timeoutMs: 60_000, state: () => `${w.acks.length} acknowledged` });
 
     const commandAtMs = Date.now();
     const out = await log.step(`switchover: patronictl switchover --leader ${leaderMember} --candidate ${candidate.Member} --force`, async () => {
@@ -73,10 +74,10 @@ export async function runSwitchoverDrill(opts: SwitchoverDrillOptions): Promise<
       return r.stdout.trim().split("\n").filter((l) => /switched over|Successfully|scheduled/i.test(l)).join(" | ");
     });
     evidence.patronictl = out;
-    const m = await log.step("observe: the first write acknowledged by the new primary", async () => (await within(rtoObjective * 2000 + 30_000, () => {
+    const m = await log.step("observe: the first write acknowledged by the new primary", () => nullOnTimeout(waitFor("a write acknowledged by the new primary", () => {
       const r = failoverFromAcks(w.acks, commandAtMs);
       return "problem" in r ? undefined : r;
-    })) ?? null, (r) => (r ? `${formatSeconds(r.rtoSeconds)} after the command, by ${r.newPrimary}` : "none"));
+    }, { timeoutMs: rtoObjective * 2000 + 30_000 })), (r) => (r ? `${formatSeconds(r.rtoSeconds)} after the command, by ${r.newPrimary}` : "none"));
     await new Promise((r) => setTimeout(r, 500));
     await w.stop();
     if (!m) throw new Error("no write was acknowledged by another server after the switchover");

@@ -4,6 +4,7 @@
 import type { Topology, TopologyNode } from "../../components/topology.ts";
 import { readSecret, type NodeControl } from "./nodes.ts";
 import { pgNodes } from "./topology.ts";
+import { waitFor } from "./wait.ts";
 
 export const PATRONICTL = ["patronictl", "-c", "/etc/patroni/patroni.yml"];
 
@@ -33,14 +34,12 @@ export function clusterHealthy(members: readonly PatroniMember[], o: { size: num
 
 /** Waits (polling every 100 ms) until clusterHealthy; rejects naming what the members were doing. */
 export async function waitClusterHealthy(t: Topology, ctl: NodeControl, timeoutMs: number): Promise<PatroniMember[]> {
-  const deadline = Date.now() + timeoutMs;
-  let last: PatroniMember[];
-  for (;;) {
+  const sync = t.postgres.replicationMode === "sync";
+  let last: PatroniMember[] = [];
+  return waitFor(`a healthy Patroni cluster (a leader, every other member streaming${sync ? ", a sync standby" : ""})`, async () => {
     last = await patroniMembers(t, ctl);
-    if (clusterHealthy(last, { size: pgNodes(t).length, sync: t.postgres.replicationMode === "sync" })) return last;
-    if (Date.now() > deadline) throw new Error(`the Patroni cluster is not healthy after ${timeoutMs / 1000}s (a leader, every other member streaming${t.postgres.replicationMode === "sync" ? ", a sync standby" : ""}): ${describeMembers(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return clusterHealthy(last, { size: pgNodes(t).length, sync }) ? last : undefined;
+  }, { timeoutMs, state: () => describeMembers(last) });
 }
 
 export function describeMembers(members: readonly PatroniMember[]): string {

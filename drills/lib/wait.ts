@@ -43,6 +43,16 @@ class NotYetError extends Error {}
  * `<what>: not reached within <timeoutMs> ms (last error: ...; <state>)`.
  * A check in flight when the time runs out is not cut off: the wait ends once it answers.
  */
+/** `wait` as its value, or null when it timed out (a wait whose running out is an outcome, not an error). */
+export async function nullOnTimeout<T>(wait: Promise<T>): Promise<T | null> {
+  try {
+    return await wait;
+  } catch (e) {
+    if (e instanceof WaitTimeoutError) return null;
+    throw e;
+  }
+}
+
 export async function waitFor<T>(what: string, check: () => T | NotYet | Promise<T | NotYet>, opts: WaitOptions): Promise<Exclude<T, NotYet>> {
   const intervalMs = opts.intervalMs ?? MAX_WAIT_INTERVAL_MS;
   if (!(intervalMs > 0) || intervalMs > MAX_WAIT_INTERVAL_MS) {
