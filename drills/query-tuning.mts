@@ -18,7 +18,7 @@ import { check, drillStopped, type Check } from "./lib/assert.ts";
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
-import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
+import { borrowExtension, controlFor, psqlOnNode, type BorrowedExtension, type NodeControl } from "./lib/nodes.ts";
 import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
@@ -81,7 +81,7 @@ export async function runQueryTuningDrill(opts: QueryTuningDrillOptions): Promis
   const objectives = { minSpeedup };
   let rto: RtoBreakdown | null = null;
   let sessions: AppSessions | undefined;
-  let createdExtension = false;
+  let extension: BorrowedExtension | undefined;
   log.info(`drill query-tuning on stack ${t.stack} (run ${runId}): objective the top query at least ${minSpeedup}x faster after the fix`);
 
   const primary = await currentPrimary(t, ctl).catch((e: Error) => {
@@ -95,12 +95,11 @@ export async function runQueryTuningDrill(opts: QueryTuningDrillOptions): Promis
   try {
     if (!primary) throw new Error("no primary");
     if (!t.objectives.queryTuning) throw new Error(`the topology of stack ${t.stack} has no objectives.queryTuning: re-run \`homelab up --stack ${t.stack}\` with this version`);
-    await log.step("preflight: pg_stat_statements loaded and in the app database", async () => {
+    extension = await log.step("preflight: pg_stat_statements loaded and in the app database", async () => {
       const preload = await sql("SHOW shared_preload_libraries");
       if (!preload.split(",").map((s) => s.trim()).includes("pg_stat_statements")) throw new Error(`pg_stat_statements is not in shared_preload_libraries (${preload || "empty"}): the stack's postgresql.conf must preload it`);
-      createdExtension = (await sql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'")) === "0";
-      if (createdExtension) await sql("CREATE EXTENSION pg_stat_statements");
-    }, () => (createdExtension ? "extension created (dropped again at the end)" : "already there"));
+      return borrowExtension(ctl, primary, "pg_stat_statements", db);
+    }, (e) => (e.created ? "extension created (dropped again at the end)" : "already there"));
     sessions = await appSessions(t, ctl, primary, "homelab-drill-tuning");
     const app = await sessions.open("app");
     await log.step(`load: ${rows} orders of ${customers} customers (as ${t.postgres.appUser})`, async () => {
@@ -166,7 +165,7 @@ export async function runQueryTuningDrill(opts: QueryTuningDrillOptions): Promis
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {
         await sessions?.endAll();
         await sql(`DROP TABLE IF EXISTS ${table}`);
-        if (createdExtension) await sql("DROP EXTENSION IF EXISTS pg_stat_statements");
+        await extension?.release();
       }).catch((e: Error) => checks.push(check("cleanup", false, e.message)));
     }
   }

@@ -17,7 +17,7 @@ import { assertRtoWithin, check, drillStopped, type Check } from "./lib/assert.t
 import { appSessions, type AppSessions } from "./lib/app-session.ts";
 import { DrillLog } from "./lib/log.ts";
 import { formatSeconds, rtoPhases, type RtoBreakdown } from "./lib/measure.ts";
-import { controlFor, psqlOnNode, type NodeControl } from "./lib/nodes.ts";
+import { borrowExtension, controlFor, psqlOnNode, type BorrowedExtension, type NodeControl } from "./lib/nodes.ts";
 import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
@@ -67,7 +67,7 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
   const objectives = { rtoSeconds: objective?.rto ?? NaN, maxRemainingDeadRatio: MAX_REMAINING_DEAD_RATIO };
   let rto: RtoBreakdown | null = null;
   let sessions: AppSessions | undefined;
-  let createdExtension = false;
+  let extension: BorrowedExtension | undefined;
   log.info(`drill vacuum-bloat on stack ${t.stack} (run ${runId}): objectives VACUUM <= ${formatSeconds(objectives.rtoSeconds)}, at most ${MAX_REMAINING_DEAD_RATIO * 100}% of dead tuples left`);
 
   const primary = await currentPrimary(t, ctl).catch((e: Error) => {
@@ -84,10 +84,7 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
     const app = await sessions.open("app");
 
     // ------------------------------------------------------------------------------------ preflight + load
-    await log.step("preflight: pgstattuple in the app database", async () => {
-      createdExtension = (await sql("SELECT count(*) FROM pg_extension WHERE extname = 'pgstattuple'")) === "0";
-      if (createdExtension) await sql("CREATE EXTENSION pgstattuple");
-    }, () => (createdExtension ? "created (dropped again at the end)" : "already there"));
+    extension = await log.step("preflight: pgstattuple in the app database", () => borrowExtension(ctl, primary, "pgstattuple", db), (e) => (e.created ? "created (dropped again at the end)" : "already there"));
     await app.query(`CREATE TABLE ${table} (id int PRIMARY KEY, n int NOT NULL, payload text NOT NULL) WITH (autovacuum_enabled = false)`);
     await app.query(`INSERT INTO ${table} SELECT g, 0, repeat(md5(g::text), 4) FROM generate_series(1, ${rows}) g`);
 
@@ -166,7 +163,7 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
       await log.step("cleanup: end the drill's sessions, drop its table", async () => {
         await sessions?.endAll();
         await sql(`DROP TABLE IF EXISTS ${table}`);
-        if (createdExtension) await sql("DROP EXTENSION IF EXISTS pgstattuple");
+        await extension?.release();
       }).catch((e: Error) => checks.push(check("cleanup", false, e.message)));
     }
   }

@@ -157,6 +157,25 @@ export async function psqlOnNode(ctl: NodeControl, node: ControlledNode, sql: st
   return r.stdout.trim();
 }
 
+/** An extension a drill needs in a database, and whether the drill made it (then release() drops it again). */
+export interface BorrowedExtension {
+  created: boolean;
+  release(): Promise<void>;
+}
+
+/** Creates extension `name` in `database` on `node` when it is missing; leaves one the user has in place. */
+export async function borrowExtension(ctl: NodeControl, node: ControlledNode, name: string, database: string): Promise<BorrowedExtension> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new RangeError(`not an extension name: ${JSON.stringify(name)}`);
+  const created = (await psqlOnNode(ctl, node, `SELECT count(*) FROM pg_extension WHERE extname = '${name}'`, { database })) === "0";
+  if (created) await psqlOnNode(ctl, node, `CREATE EXTENSION ${name}`, { database });
+  return {
+    created,
+    async release() {
+      if (created) await psqlOnNode(ctl, node, `DROP EXTENSION IF EXISTS ${name}`, { database });
+    },
+  };
+}
+
 /**
  * Runs one SELECT on a STOPPED PostgreSQL data directory in single-user mode (`postgres --single`, as the OS
  * user postgres): crash recovery runs first, then the query, then a shutdown checkpoint. No listener, no
