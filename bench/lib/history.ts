@@ -2,10 +2,10 @@
 // Markdown summary under <reports>/bench/<bench>/, and one line in <reports>/bench/history.jsonl, so a tuning
 // change can be compared run to run: `--compare <runId|previous>` prints every metric's ratio to that run.
 // Kept apart from the drills' history.jsonl: a benchmark has numbers, not a verdict against objectives.
-import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { parseJsonLines } from "../../drills/lib/report.ts";
+import { parseJsonLines, readFileIfExists } from "../../drills/lib/report.ts";
 
 export const BENCHES = ["pg", "redis", "olap"] as const;
 export type BenchName = (typeof BENCHES)[number];
@@ -72,14 +72,7 @@ export async function writeBenchRun(run: BenchRun, reportsDir: string, markdown:
 /** Every recorded run, oldest first; [] when there is none. A line that is not a run is an error naming it. */
 export async function loadBenchHistory(reportsDir: string): Promise<BenchHistoryEntry[]> {
   const file = path.join(benchDir(reportsDir), "history.jsonl");
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
-  return parseBenchHistory(text, file);
+  return parseBenchHistory(await readFileIfExists(file), file);
 }
 
 export function parseBenchHistory(text: string, source: string): BenchHistoryEntry[] {

@@ -152,14 +152,17 @@ export async function writeReport(report: DrillReport, dir = "reports"): Promise
 /** Every run recorded in `<dir>/history.jsonl`, oldest first; [] when there is none yet. */
 export async function loadHistory(dir = "reports"): Promise<HistoryEntry[]> {
   const file = path.join(dir, "history.jsonl");
-  let text: string;
+  return (parseJsonLines(await readFileIfExists(file), file, historyEntrySchema, "a history entry") as HistoryEntry[]).sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+}
+
+/** A file's text, or "" when there is no such file yet (a history before its first run). */
+export async function readFileIfExists(file: string): Promise<string> {
   try {
-    text = await readFile(file, "utf8");
+    return await readFile(file, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return "";
     throw e;
   }
-  return (parseJsonLines(text, file, historyEntrySchema, "a history entry") as HistoryEntry[]).sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
 }
 
 /** Every non-blank line of a JSONL file checked against `schema`; the first bad one is an error naming its line. */

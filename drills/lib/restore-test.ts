@@ -3,13 +3,13 @@
 // read it through node control (like the drills read the repository), parse it, turn each run into a drill
 // history entry so `homelab report` charts restore time beside the drills, and say it in `homelab status`.
 // The parsing, merging and wording are pure and unit-tested (test/unit/drills-restore-test.test.ts).
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { Cron } from "croner";
 import path from "node:path";
 import { z } from "zod";
 import { formatSeconds } from "./measure.ts";
 import type { ControlledNode, NodeControl } from "./nodes.ts";
-import type { HistoryEntry } from "./report.ts";
+import { readFileIfExists, type HistoryEntry } from "./report.ts";
 
 /** The drill name scheduled runs get in the drill history (report table and chart). */
 export const RESTORE_TEST_DRILL = "scheduled-restore-test";
@@ -124,12 +124,7 @@ export async function saveRestoreTestRecords(reportsDir: string, stack: string, 
 }
 
 async function loadCachedFile(file: string): Promise<{ records: RestoreTestRecord[]; skipped: string[] }> {
-  try {
-    return parseRestoreTestHistory(await readFile(file, "utf8"));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { records: [], skipped: [] };
-    throw e;
-  }
+  return parseRestoreTestHistory(await readFileIfExists(file));
 }
 
 /** Every stack's cached runs, by stack. */
