@@ -12,14 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planHomelab } from "../../components/plan.ts";
 import { LABEL_STACK, applyPlan, docker, removeByLabel } from "../../components/platform/docker-node.ts";
 import { topologyOf, type Topology, type TopologyNode } from "../../components/topology.ts";
-import { DrillLog } from "../../drills/lib/log.ts";
 import { DockerNodeControl } from "../../drills/lib/nodes.ts";
 import { redisCliOnNode, redisInfoOnNode } from "../../drills/lib/redis.ts";
 import type { DrillReport } from "../../drills/lib/report.ts";
 import { nodeByRole } from "../../drills/lib/topology.ts";
 import { runRedisReplicationLagDrill } from "../../drills/redis-replication-lag.mts";
 import { waitFor } from "../../drills/lib/wait.ts";
-import { e2eSpec, ensureImages, leftovers, makeSecrets, requireDocker } from "./harness.ts";
+import { e2eSpec, ensureImages, leftovers, makeSecrets, requireDocker, quietLog, watchingLog } from "./harness.ts";
 
 const STACK = "e2e-redis-lag";
 const SLOT = 12;
@@ -30,26 +29,7 @@ let primary: TopologyNode;
 let replica: TopologyNode;
 const admin = () => ({ user: "admin", passwordFile: t.redis!.passwordFiles.admin! });
 
-const quietLog = () => new DrillLog({ stream: { write: (s: string) => process.stdout.write(`  ${s}`) }, color: false });
 
-/** A drill log that also runs `on[text]` once when a line containing `text` is printed (fault injection). */
-function watchingLog(on: Record<string, () => void>): DrillLog {
-  const pending = new Map(Object.entries(on));
-  return new DrillLog({
-    color: false,
-    stream: {
-      write: (line: string) => {
-        process.stdout.write(`  ${line}`);
-        for (const [text, fn] of pending) {
-          if (line.includes(text)) {
-            pending.delete(text);
-            fn();
-          }
-        }
-      },
-    },
-  });
-}
 
 function summary(label: string, r: DrillReport): string {
   const lag = r.evidence.lag as { maxBytes: number; bytesToReplay: number; maxLagFieldSeconds: number } | undefined;

@@ -9,13 +9,12 @@ import type { HomelabSpec } from "../../components/config/index.ts";
 import { planHomelab } from "../../components/plan.ts";
 import { LABEL_STACK, applyPlan, docker, removeByLabel } from "../../components/platform/docker-node.ts";
 import { topologyOf, type Topology } from "../../components/topology.ts";
-import { DrillLog } from "../../drills/lib/log.ts";
 import { DockerNodeControl } from "../../drills/lib/nodes.ts";
 import { redisCliOnNode, redisInfoOnNode } from "../../drills/lib/redis.ts";
 import type { DrillReport } from "../../drills/lib/report.ts";
 import { nodeByRole } from "../../drills/lib/topology.ts";
 import { runRedisDrill } from "../../drills/redis.mts";
-import { e2eSpec, ensureImages, leftovers, makeSecrets, requireDocker } from "./harness.ts";
+import { e2eSpec, ensureImages, leftovers, makeSecrets, requireDocker, quietLog, watchingLog } from "./harness.ts";
 
 const SLOT = 5;
 const ctl = new DockerNodeControl();
@@ -47,27 +46,8 @@ function summary(r: DrillReport): string {
   return `[e2e] drill ${r.drill}: ${r.verdict.toUpperCase()}: ${rpo}; ${rto}${redundancy}; failed checks: ${r.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`).join(" | ") || "none"}`;
 }
 
-const quietLog = () => new DrillLog({ stream: { write: (s: string) => process.stdout.write(`  ${s}`) }, color: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A drill log that also runs `on[text]` once when a line containing `text` is printed (fault injection). */
-function watchingLog(on: Record<string, () => void>): DrillLog {
-  const pending = new Map(Object.entries(on));
-  return new DrillLog({
-    color: false,
-    stream: {
-      write: (line: string) => {
-        process.stdout.write(`  ${line}`);
-        for (const [text, fn] of pending) {
-          if (line.includes(text)) {
-            pending.delete(text);
-            fn();
-          }
-        }
-      },
-    },
-  });
-}
 
 afterAll(() => rmSync(reportsDir, { recursive: true, force: true }));
 

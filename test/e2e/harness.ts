@@ -11,6 +11,7 @@ import type { HomelabPlan } from "../../components/platform/plan.ts";
 import { topologyOf, type Topology } from "../../components/topology.ts";
 import { generatePassword } from "../../cli/stack-commands.ts";
 import { generateSftpKeys } from "../../components/pgbackrest/sftp.ts";
+import { DrillLog } from "../../drills/lib/log.ts";
 
 export const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -250,4 +251,26 @@ export async function withMemorySampling<T>(container: string, work: () => Promi
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A drill log that prints indented, without colour (the e2e output). */
+export const quietLog = (): DrillLog => new DrillLog({ stream: { write: (s: string) => process.stdout.write(`  ${s}`) }, color: false });
+
+/** A drill log that also runs `on[text]` once when a line containing `text` is printed (fault injection). */
+export function watchingLog(on: Record<string, () => void>): DrillLog {
+  const pending = new Map(Object.entries(on));
+  return new DrillLog({
+    color: false,
+    stream: {
+      write: (line: string) => {
+        process.stdout.write(`  ${line}`);
+        for (const [text, fn] of pending) {
+          if (line.includes(text)) {
+            pending.delete(text);
+            fn();
+          }
+        }
+      },
+    },
+  });
 }
