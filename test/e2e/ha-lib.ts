@@ -5,6 +5,8 @@ import path from "node:path";
 import { docker } from "../../components/platform/docker-node.ts";
 import { EndpointWriter, HA_PROBE_SQL, failoverFromAcks, lostAcks, type FailoverMeasurement } from "../../drills/lib/ha.ts";
 import pg from "pg";
+import { controlFor } from "../../drills/lib/nodes.ts";
+import { leaderOf, nodeOfMember, patroniMembers, waitClusterHealthy, type PatroniMember } from "../../drills/lib/patroni.ts";
 import { ROOT, e2eSpec, type Tier } from "./harness.ts";
 
 /** homelab/postgres-ha:17 is not among the images every run builds (only HA stacks use it): build it here. */
@@ -28,26 +30,10 @@ export function haSpec(stack = HA_STACK, overrides: Record<string, unknown> = {}
   }, HA_SLOT);
 }
 
-export interface Member { Member: string; Host: string; Role: string; State: string; TL?: number; "Lag in MB"?: number }
-
-/** Node name of a Patroni member name (pg_1 -> pg-1). */
-export const nodeOfMember = (member: string) => member.replace(/_/g, "-");
 const container = (tier: Tier, node: string) => tier.plan.nodes.find((n) => n.name === node)?.hostname ?? node;
 
-/** `patronictl list` as JSON, asked from the first PostgreSQL node that answers. */
-export async function members(tier: Tier): Promise<Member[]> {
-  for (const n of tier.plan.nodes.filter((x) => x.role.startsWith("postgres-") && x.role !== "postgres-endpoint")) {
-    const r = await docker(["exec", "-u", "postgres", n.hostname, "patronictl", "-c", "/etc/patroni/patroni.yml", "list", "-f", "json"], { allowFailure: true });
-    if (r.code === 0) {
-      try {
-        return JSON.parse(r.stdout) as Member[];
-      } catch {
-        /* next node */
-      }
-    }
-  }
-  return [];
-}
+/** `patronictl list` as JSON, asked from the first PostgreSQL node that answers (the drills' own reader). */
+export const members = (tier: Tier): Promise<PatroniMember[]> => patroniMembers(tier.topology, controlFor(tier.topology));
 
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 250): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -60,19 +46,12 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
 }
 
 export async function leaderNode(tier: Tier, timeoutMs = 60_000): Promise<string> {
-  const m = await waitFor("a Patroni leader", timeoutMs, async () => (await members(tier)).find((x) => x.Role === "Leader" && x.State === "running"));
-  return nodeOfMember(m.Member);
+  const leader = await waitFor("a Patroni leader", timeoutMs, async () => leaderOf(tier.topology, await members(tier)));
+  return leader.name;
 }
 
 /** Every member running, one leader, the others streaming (and, in sync mode, one of them the sync standby). */
-export async function waitHealthyCluster(tier: Tier, timeoutMs = 120_000): Promise<Member[]> {
-  const sync = tier.spec.postgres.replicationMode === "sync";
-  return waitFor("every member back (leader + streaming standbys)", timeoutMs, async () => {
-    const m = await members(tier);
-    const ok = m.length === tier.spec.postgres.replicas + 1 && m.filter((x) => x.Role === "Leader").length === 1 && m.every((x) => x.Role === "Leader" || x.State === "streaming") && (!sync || m.some((x) => x.Role === "Sync Standby"));
-    return ok ? m : undefined;
-  }, 500);
-}
+export const waitHealthyCluster = (tier: Tier, timeoutMs = 120_000): Promise<PatroniMember[]> => waitClusterHealthy(tier.topology, controlFor(tier.topology), timeoutMs);
 
 export function endpointConnection(tier: Tier, which: "primary" | "replicas" = "primary"): pg.ClientConfig {
   const ep = tier.topology.postgres.endpoints?.[which];
