@@ -3,7 +3,7 @@
 //
 //   npx tsx drills/vacuum-bloat.mts --stack local [--reports reports]
 //
-// A drill table with autovacuum_enabled = false gets 20,000 rows and then every row UPDATEd five times (as the
+// A drill table with autovacuum_enabled = false gets 20,000 rows and then every row UPDATEd five times in one transaction (as the
 // app user): 100,000 dead tuples, a table five to six times its live size. Detected the way the runbook does,
 // from pg_stat_user_tables (dead tuples above 20% of live ones) and the table's own reloptions
 // (autovacuum_enabled=false); measured exactly with pgstattuple (dead tuples, dead and free space). Recovered
@@ -21,6 +21,7 @@ import { borrowExtension, controlFor, psqlOnNode, type BorrowedExtension, type N
 import { type DrillReport, concludeDrill, newRunId } from "./lib/report.ts";
 import { currentPrimary } from "./lib/topology.ts";
 import { runIfMain } from "./lib/main.ts";
+import { inTransaction } from "./lib/writer.ts";
 
 export interface VacuumBloatDrillOptions {
   topology: Topology;
@@ -96,7 +97,13 @@ export async function runVacuumBloatDrill(opts: VacuumBloatDrillOptions): Promis
       log.info("twin: a REPEATABLE READ transaction opened before the churn stays open");
     }
     await log.step(`churn: every row UPDATEd ${updates} times, autovacuum off on the table`, async () => {
-      for (let i = 0; i < updates; i++) await app.query(`UPDATE ${table} SET n = n + 1`);
+      // One transaction: a later UPDATE's scan prunes (HOT page pruning) the versions an earlier, committed
+      // one left dead as soon as the xmin horizon passes it (standby feedback moves it every 10 s), which
+      // would leave a random share of the dead tuples for VACUUM. Versions the churn itself deleted cannot
+      // be pruned before it commits: all of them are there for detection and measurement.
+      await inTransaction(app, async () => {
+        for (let i = 0; i < updates; i++) await app.query(`UPDATE ${table} SET n = n + 1`);
+      });
     });
 
     // ------------------------------------------------------------------------------------ detect

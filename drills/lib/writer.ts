@@ -79,17 +79,25 @@ CREATE SEQUENCE IF NOT EXISTS drill_probe_seq INCREMENT BY -1 MAXVALUE -1 START 
 
 export const WORKLOAD_TABLES = ["incidents", "paging", "escalation", "audit_log", "drill_seq"] as const;
 
-export async function ensureWorkloadSchema(client: Pick<SqlClient, "query">): Promise<void> {
-  // One transaction: concurrent drills (or a retry) never see half a schema.
+/** Runs fn inside BEGIN ... COMMIT on client; ROLLBACK (best effort) and rethrow when it throws. */
+export async function inTransaction<T>(client: Pick<SqlClient, "query">, fn: () => Promise<T>): Promise<T> {
   await client.query("BEGIN");
   try {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('homelab-data drill workload schema'))");
-    await client.query(WORKLOAD_SCHEMA_SQL);
+    const result = await fn();
     await client.query("COMMIT");
+    return result;
   } catch (e) {
     await client.query("ROLLBACK").catch(() => {});
     throw e;
   }
+}
+
+export async function ensureWorkloadSchema(client: Pick<SqlClient, "query">): Promise<void> {
+  // One transaction: concurrent drills (or a retry) never see half a schema.
+  await inTransaction(client, async () => {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('homelab-data drill workload schema'))");
+    await client.query(WORKLOAD_SCHEMA_SQL);
+  });
 }
 
 /**
