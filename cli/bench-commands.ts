@@ -41,7 +41,7 @@ async function runBench(bench: BenchName, flags: BenchFlags): Promise<number> {
   if (baseline && "problem" in baseline && flags.compare !== "previous") throw new UsageError([`bench ${bench}: ${baseline.problem}`]);
   if (flags.stack) await preparePulumi();
   const topology = await loadTopology({ stack: flags.stack, file: flags.topology });
-  if (topology.platform === "libvirt") throw new UsageError([`bench ${bench}: not on platform libvirt yet (node exec on VMs runs through SSH, and the benchmarks have not been tried there)`]);
+  if (topology.platform === "libvirt" || topology.platform === "mixed") throw new UsageError([`bench ${bench}: not on platform ${topology.platform} yet (node exec on VMs runs through SSH, and the benchmarks have not been tried there)`]);
   const log = (l: string) => console.log(l);
   let run: BenchRun;
   let markdown: string;

@@ -135,11 +135,12 @@ const notOnVmsWhy = (d: DrillName) => NOT_ON_VMS[d] ?? "it makes its restore or 
 
 /** The drills of `requested` a stack's platform can run; `all` skips the others (saying so), a named one is refused. */
 export function drillsFor(platform: string, requested: readonly DrillName[], all: boolean): { run: DrillName[]; skipped: DrillName[] } {
-  if (platform !== "libvirt") return { run: [...requested], skipped: [] };
+  // VMs hold PostgreSQL on libvirt and on mixed stacks (hosts: PostgreSQL VMs, the rest on a Docker engine).
+  if (platform !== "libvirt" && platform !== "mixed") return { run: [...requested], skipped: [] };
   const run = requested.filter((d) => ON_VMS.includes(d));
   const skipped = requested.filter((d) => !ON_VMS.includes(d));
   if (!all && skipped.length > 0) {
-    throw new UsageError([`drill ${skipped.join(", ")}: not on platform libvirt yet (${[...new Set(skipped.map(notOnVmsWhy))].join("; ")}); on VMs: ${ON_VMS.join(", ")}`]);
+    throw new UsageError([`drill ${skipped.join(", ")}: not on platform ${platform} yet (${[...new Set(skipped.map(notOnVmsWhy))].join("; ")}); on VMs: ${ON_VMS.join(", ")}`]);
   }
   return { run, skipped };
 }

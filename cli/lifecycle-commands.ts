@@ -9,7 +9,9 @@ import type { Command } from "commander";
 import { loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
 import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
 import { removeLibvirtLeftovers } from "../components/platform/libvirt-platform.ts";
-import { planHomelab, redactedSecrets } from "../components/plan.ts";
+import { removeNetworkLink } from "../components/platform/placed.ts";
+import { kindsOfPlan } from "../components/platform/plan.ts";
+import { placementSummary, planHomelab, redactedSecrets } from "../components/plan.ts";
 import { topologyOf, type Topology } from "../components/topology.ts";
 import { pgbackrestInfoOnNode } from "../drills/lib/archive.ts";
 import { controlFor } from "../drills/lib/nodes.ts";
@@ -70,17 +72,20 @@ export function connectLines(topology: Topology, pgpass: string): string[] {
   return out;
 }
 
+/** The kinds of host (docker, libvirt) a stack's nodes are made on. */
+const placedKinds = (spec: HomelabSpec) => kindsOfPlan(planHomelab(spec, redactedSecrets()));
+
 export function registerLifecycleCommands(program: Command): void {
   stackOption(program.command("up").description("Set up everything a machine needs (engine, images, toolchain, state, stack, secrets), then build or update the tier"))
     .option("--yes", "install and start the Docker engine without asking (Debian, as root)", false)
     .action(async (flags: LifecycleFlags) => {
       const t0 = Date.now();
-      const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (platform ${s.platform})`);
+      const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (${placementSummary(s, planHomelab(s, redactedSecrets()))})`);
       await step("system packages", () => ensureSystemPackages({ yes: flags.yes }), (v) => v);
-      if (spec.platform === "libvirt") {
-        // VMs: libvirt and qemu instead of the Docker engine; the base image is made by `pulumi up` itself.
-        await step("VM host", () => ensureVmHost({ yes: flags.yes }), (v) => v);
-      } else {
+      const kinds = placedKinds(spec);
+      // VMs: libvirt and qemu; the base image is made by `pulumi up` itself. Containers: the Docker engine.
+      if (kinds.has("libvirt")) await step("VM host", () => ensureVmHost({ yes: flags.yes }), (v) => v);
+      if (kinds.has("docker")) {
         await step("docker engine", () => ensureEngine({ yes: flags.yes }), (v) => v);
         await step("images", () => ensureImages({ onlyMissing: true }), (v) => v);
       }
@@ -119,19 +124,23 @@ export function registerLifecycleCommands(program: Command): void {
       if (flags.purgeBackups && !flags.yes) throw new UsageError([`down: --purge-backups deletes every backup and archived WAL of stack ${spec.stack} and cannot be undone; add --yes to confirm`]);
       await pulumiReady(spec.stack);
       await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
-      if (spec.platform === "libvirt") {
+      const kinds = placedKinds(spec);
+      const plan = planHomelab(spec, redactedSecrets());
+      const repositoryOnVm = spec.placement.pgbackrest.kind === "libvirt";
+      if (kinds.size > 1) await step("network link", () => removeNetworkLink(spec.stack), (n) => (n === 0 ? "none left" : `${n} leftover rule(s) removed`));
+      if (kinds.has("libvirt")) {
         // The hypervisor may still hold what an interrupted run made under the stack's prefix.
         await step(
-          flags.purgeBackups ? "leftover VMs, disks and the backup repository" : "leftover VMs and disks",
+          flags.purgeBackups && repositoryOnVm ? "leftover VMs, disks and the backup repository" : "leftover VMs and disks",
           async () => {
-            const removed = await removeLibvirtLeftovers(spec, planHomelab(spec, redactedSecrets()), { purgeRetained: Boolean(flags.purgeBackups) });
-            const kept = flags.purgeBackups ? "" : "; the backup repository's data disk is kept (next `up` restores from it)";
+            const removed = await removeLibvirtLeftovers(spec, plan, { purgeRetained: Boolean(flags.purgeBackups) });
+            const kept = flags.purgeBackups || !repositoryOnVm ? "" : "; the backup repository's data disk is kept (next `up` restores from it)";
             return `${removed.length === 0 ? "none" : removed.join(", ")}${kept}`;
           },
           (v) => v,
         );
-        return;
       }
+      if (!kinds.has("docker")) return;
       // The engine may still hold what an interrupted run or a drill made under the stack's label.
       await step(
         flags.purgeBackups ? "leftovers and the backup repository" : "leftovers",

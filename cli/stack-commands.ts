@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { PROJECT, SECRET_KEYS, loadStackSpec, readStackFile, secretKeysPresent, validateConfig, type HomelabSpec, type SecretKey } from "../components/config/index.ts";
-import { planHomelab, redactedSecrets } from "../components/plan.ts";
+import { placementSummary, planHomelab, redactedSecrets } from "../components/plan.ts";
 import { generateSftpKeys } from "../components/pgbackrest/sftp.ts";
 import { generateTlsBundle, type TlsBundle } from "../components/pgbackrest/tls.ts";
 import { topologyOf } from "../components/topology.ts";
@@ -24,7 +24,7 @@ export function registerStackCommands(program: Command): void {
   stackOption(program.command("validate").description("Check a stack file against the schema; every problem is reported")).action((flags: StackFlags) => {
     const spec = loadStackSpec(flags.stack, path.resolve(flags.stacksDir ?? "stacks"));
     const plan = planHomelab(spec, redactedSecrets());
-    console.log(`stack ${spec.stack}: valid (${spec.platform}; ${plan.nodes.map((n) => n.name).join(", ")})`);
+    console.log(`stack ${spec.stack}: valid (${placementSummary(spec, plan)}; ${plan.nodes.map((n) => n.name).join(", ")})`);
   });
 
   stackOption(program.command("render").description("Write every file the stack would put on every node, for review (secrets redacted)"))

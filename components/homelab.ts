@@ -48,7 +48,7 @@ export class Homelab extends pulumi.ComponentResource {
     // The real plan, computed where the secrets are: it never leaves a secret Output.
     const securePlan = pulumi.secret(args.secrets.apply((s) => planHomelab(spec, s)));
 
-    const platform: Platform = platformFor(spec, { name, parent: this });
+    const platform: Platform = platformFor(spec, { name, parent: this }, plan);
     this.platform = platform.kind;
     platform.createNetwork(plan, { name: `${name}-network`, parent: this });
     platform.createImages(plan, { name: `${name}-image`, parent: this });

@@ -2,12 +2,12 @@
 // from the domain planners. Pure: the same function feeds `homelab render`, the Pulumi components and the
 // e2e harness. Secrets come in as plain strings; callers decide how they travel (Pulumi secrets, or a
 // redacted placeholder for review).
-import type { HomelabSpec, SecretKey } from "./config/index.ts";
+import type { HomelabSpec, PlacedSection, SecretKey } from "./config/index.ts";
 import { PROJECT, SECRET_KEYS } from "./config/index.ts";
 import { renderPgbackrestCipherConf, renderPgbackrestConf, sftpHostKeyFingerprint, type SftpKeys } from "./pgbackrest/index.ts";
 import type { TlsBundle } from "./pgbackrest/tls.ts";
 import { planHba, planPatroniTiming, renderHaproxyConf, renderHba, renderPatroniConf, renderPostgresConf, tunePostgres } from "./postgres/index.ts";
-import type { HomelabPlan, NodeFile, NodePlan } from "./platform/plan.ts";
+import { networkKindOf, type HomelabPlan, type NetworkKind, type NetworkPlan, type NodeFile, type NodePlan, type NodeRole } from "./platform/plan.ts";
 import { renderRedisAcl, renderRedisConf } from "./redis/index.ts";
 import { tuneDuckDb } from "./duckdb/tune.ts";
 import { DUCKDB_HTTP_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, planAlertRules, planExporters, renderAlertmanagerConfig, renderAlertRules, renderExporters, renderPostgresQueries, renderPrometheusConfig, renderRedisPasswordMap, type MonitoringInput } from "./monitoring/index.ts";
@@ -101,12 +101,41 @@ export function addressPlan(subnet: string, key = "docker.subnet"): { gateway: s
 
 const secretFile = (name: string, content: string): NodeFile => ({ path: `${ETC}/secrets/${name}.password`, content, mode: 0o600, secret: true });
 
+/** A node as its section's planner makes it; planHomelab places it (host, platform) at the end. */
+type UnplacedNode = Omit<NodePlan, "host" | "platform">;
+
+/** Which section's host a node of each role is placed on (`<section>.host`). */
+export const SECTION_OF_ROLE: Record<NodeRole, PlacedSection> = {
+  "postgres-primary": "postgres",
+  "postgres-replica": "postgres",
+  etcd: "postgres",
+  "postgres-endpoint": "postgres",
+  "backup-repository": "pgbackrest",
+  "repo2-sftp": "pgbackrest",
+  redis: "redis",
+  "redis-replica": "redis",
+  duckdb: "duckdb",
+  monitoring: "monitoring",
+};
+
+/** "platform docker", or where each section with nodes lives ("postgres on hv (libvirt), pgbackrest on nas (docker)"). */
+export function placementSummary(spec: HomelabSpec, plan: Pick<HomelabPlan, "nodes">): string {
+  if (!spec.hosts) return `platform ${spec.platform}`;
+  const used = [...new Set(plan.nodes.map((n) => SECTION_OF_ROLE[n.role]))];
+  return used.map((s) => `${s} on ${spec.placement[s].host} (${spec.placement[s].kind})`).join(", ");
+}
+
 export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): HomelabPlan {
   const prefix = `homelab-${spec.stack}`;
-  // VMs (libvirt) live on the stack's own NAT network; containers on the Docker bridge network.
-  const onVms = spec.platform === "libvirt" && spec.libvirt !== undefined;
-  const subnet = onVms ? spec.libvirt!.subnet : spec.docker.subnet;
-  const net = addressPlan(subnet, onVms ? "libvirt.subnet" : "docker.subnet");
+  // VMs (libvirt) live on the stack's own NAT network; containers on the Docker bridge network. Each node's
+  // address is at its fixed offset on the network of the host its section is placed on (spec.placement).
+  const subnets: Record<NetworkKind, string> = { docker: spec.docker.subnet, libvirt: spec.libvirt?.subnet ?? "" };
+  const netOfKind = (kind: NetworkKind) => {
+    if (kind === "libvirt" && !spec.libvirt) throw new PlanError([`${PROJECT}:libvirt: nodes are placed on a libvirt host, but the stack has no libvirt: section`]);
+    return addressPlan(subnets[kind], `${kind}.subnet`);
+  };
+  const netOf = (section: PlacedSection) => netOfKind(networkKindOf(spec.placement[section].kind));
+  const net = netOf("postgres");
   const host = (name: string) => `${prefix}-${name}`;
   const stanza = spec.pgbackrest.stanza;
   const pgNames = Array.from({ length: spec.postgres.replicas + 1 }, (_, i) => `pg-${i + 1}`);
@@ -127,8 +156,8 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         retention: { full: repo2Spec.retention.full, diff: repo2Spec.retention.diff },
       }
     : undefined;
-  const duckdbAddress = net.at(40);
-  const monitoringAddress = net.at(41);
+  const duckdbAddress = netOf("duckdb").at(40);
+  const monitoringAddress = netOf("monitoring").at(41);
   const monitoring = spec.monitoring.enabled;
   const patroni = spec.postgres.ha === "patroni";
   // postgres.ha: patroni (ADR 0017): etcd members at .44.., HAProxy at .49; HAProxy's ports published at
@@ -207,7 +236,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
   const repo2CipherFile: NodeFile = { path: `${ETC}/repo2/cipher.conf`, content: repo2Spec ? renderPgbackrestCipherConf(secrets.repo2CipherPass) : "", mode: 0o600, secret: true };
   const timing = patroni ? planPatroniTiming(spec.objectives.failover.rto) : undefined;
   if (timing && "problem" in timing) throw new PlanError([`${PROJECT}:objectives.failover.rto: ${timing.problem}`]);
-  const pgNodes: NodePlan[] = pgNames.map((name, i) => {
+  const pgNodes: UnplacedNode[] = pgNames.map((name, i) => {
     const hostname = host(name);
     const manual = {
       name,
@@ -266,7 +295,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       // archive); replicas bootstrap from the primary.
       dependsOn: i === 0 ? [backupName] : [pgNames[0] as string],
       stopTimeoutSeconds: 60,
-    } satisfies NodePlan;
+    } satisfies UnplacedNode;
     if (!timing) return manual;
     // Patroni renders postgresql.conf and pg_hba.conf itself from patroni.yml (the same tuner settings and
     // rules); the first node bootstraps the cluster (initdb) once etcd answers, the others become its standbys.
@@ -296,11 +325,11 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       ],
       healthcheck: { test: ["CMD", "/usr/local/bin/homelab-ha-health"], intervalSeconds: 1, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 180 },
       dependsOn: i === 0 ? [backupName, ...etcdNames] : [pgNames[0] as string],
-    } satisfies NodePlan;
+    } satisfies UnplacedNode;
   });
 
   const backupHostname = host(backupName);
-  const backupNode: NodePlan = {
+  const backupNode: UnplacedNode = {
     name: backupName,
     hostname: backupHostname,
     role: "backup-repository",
@@ -342,12 +371,12 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 30 },
     memoryBytes: spec.pgbackrest.node.memory,
     cpus: spec.pgbackrest.node.cpus,
-    ipv4Address: net.at(20),
+    ipv4Address: netOf("pgbackrest").at(20),
     dependsOn: sftpName ? [sftpName] : [],
     stopTimeoutSeconds: 30,
   };
 
-  const nodes: NodePlan[] = [...pgNodes, backupNode];
+  const nodes: UnplacedNode[] = [...pgNodes, backupNode];
   if (timing) {
     const ha = spec.postgres.patroni?.node ?? { memory: 96 * 1024 ** 2, cpus: 1, storage: "ssd" as const };
     const initialCluster = etcdNames.map((n, j) => `${n}=http://${etcdAddress(j)}:2380`).join(",");
@@ -413,7 +442,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
       healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 2, timeoutSeconds: 5, retries: 5, startPeriodSeconds: 20 },
       memoryBytes: repo2Spec.node.memory,
       cpus: repo2Spec.node.cpus,
-      ipv4Address: net.at(25),
+      ipv4Address: netOf("pgbackrest").at(25),
       dependsOn: [],
       stopTimeoutSeconds: 10,
     });
@@ -493,7 +522,7 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
         healthcheck: { test: ["CMD", "/usr/local/bin/homelab-health"], intervalSeconds: 1, timeoutSeconds: 3, retries: 5, startPeriodSeconds: 20 },
         memoryBytes: spec.redis.node.memory,
         cpus: spec.redis.node.cpus,
-        ipv4Address: net.at(30 + i),
+        ipv4Address: netOf("redis").at(30 + i),
         dependsOn: i === 0 ? [] : ["redis"],
         stopTimeoutSeconds: 20,
       });
@@ -598,14 +627,22 @@ export function planHomelab(spec: HomelabSpec, secrets: HomelabSecrets): Homelab
     facts.monitoring = { node: name, prometheus: `http://${spec.docker.publishAddress}:${spec.docker.basePort + 40}`, alerts: alerts.map((a) => a.alert) };
   }
 
+  // Every node on the host of its section; the networks of the kinds of host that hold nodes.
+  const placed: NodePlan[] = nodes.map((n) => {
+    const { host, kind } = spec.placement[SECTION_OF_ROLE[n.role]];
+    return { ...n, host, platform: kind };
+  });
+  const networks: Partial<Record<NetworkKind, NetworkPlan>> = {};
+  for (const kind of new Set(placed.map((n) => networkKindOf(n.platform)))) {
+    networks[kind] = { name: `${prefix}-net`, subnet: subnets[kind], gateway: netOfKind(kind).gateway };
+  }
   return {
     stack: spec.stack,
     prefix,
-    network: { name: `${prefix}-net`, subnet, gateway: net.gateway },
-    nodes,
+    network: networks[networkKindOf(spec.platform)] ?? networks[networkKindOf(spec.placement.postgres.kind)]!,
+    networks,
+    nodes: placed,
     publishAddress: spec.docker.publishAddress,
-    // VMs publish nothing: the host reaches each at its own address on the stack network.
-    ...(onVms ? { directAddresses: true as const } : {}),
     labels: { "dev.homelab-data.stack": spec.stack, "dev.homelab-data.project": PROJECT },
     facts,
   };

@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { HomelabSpec } from "./config/index.ts";
 import { PLATFORMS } from "./config/schema.ts";
 import { containerSpecOf, type ContainerSpec } from "./platform/docker-node.ts";
-import { NODE_ROLES, publishedOf, type HomelabPlan, type NodeHandle, type PlanFacts } from "./platform/plan.ts";
+import { NODE_ROLES, platformOfPlan, publishedOf, type HomelabPlan, type NodeHandle, type PlanFacts } from "./platform/plan.ts";
 import { stackSshTarget } from "./platform/machine-node.ts";
 
 export const TOPOLOGY_VERSION = 2;
@@ -32,6 +32,7 @@ const containerSchema = z.object({
   network: name,
   ipv4Address: name.optional(),
   publish: z.array(z.object({ host: name, hostPort: port, containerPort: port })),
+  extraHosts: z.array(z.object({ hostname: name, ip: name })).optional(),
   volumes: z.array(z.object({ name, mountPath: name, labels: z.record(z.string(), z.string()) })),
   memoryBytes: z.number().int().positive(),
   cpus: z.number().positive(),
@@ -60,7 +61,8 @@ const objectivePair = z.object({ rpo: seconds, rto: seconds });
 export const topologySchema = z.object({
   version: z.literal(TOPOLOGY_VERSION),
   stack: name,
-  platform: z.enum(PLATFORMS),
+  /** What made the nodes; `mixed`: containers and VMs (hosts:, each node's handle says which). */
+  platform: z.enum([...PLATFORMS, "mixed"]),
   network: z.object({ name, subnet: name, gateway: name }),
   postgres: z.object({
     database: name,
@@ -131,7 +133,9 @@ export function libvirtHandles(spec: Pick<HomelabSpec, "stack" | "libvirt">, pla
 
 /** The handles a stack's platform makes, derived from the plan (what `homelab up` prints before asking pulumi). */
 export function handlesOf(spec: HomelabSpec, plan: HomelabPlan): Record<string, NodeHandle> {
-  return spec.platform === "libvirt" ? libvirtHandles(spec, plan) : dockerHandles(plan, spec.docker.host);
+  const vms = libvirtHandles(spec, plan);
+  const containers = dockerHandles(plan, spec.docker.host);
+  return Object.fromEntries(plan.nodes.map((n) => [n.name, (n.platform === "libvirt" ? vms : containers)[n.name]!]));
 }
 
 /** The topology of a plan, with each node's handle from what the platform made (`handles`, by node name). */
@@ -139,7 +143,7 @@ export function topologyOf(spec: HomelabSpec, plan: HomelabPlan, handles: Record
   return {
     version: TOPOLOGY_VERSION,
     stack: spec.stack,
-    platform: spec.platform,
+    platform: platformOfPlan(plan),
     network: { ...plan.network },
     ...structuredClone(plan.facts),
     objectives: spec.objectives,

@@ -13,6 +13,7 @@ export const PROJECT = "homelab-data";
 
 /** Platforms a stack can name (after the `docker-cli` alias is folded into `docker`). */
 export const PLATFORMS = ["docker", "docker-api", "libvirt"] as const;
+export type Platform = (typeof PLATFORMS)[number];
 
 // PostgreSQL's own memory floor is far lower, but a node that also runs pgBackRest with archive-async
 // and a streaming replica does not start reliably below this (ADR 0002 "memory floor").
@@ -46,6 +47,12 @@ const identifier = z
   .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
     message: "expected a lower-case identifier: letters, digits, underscore, not starting with a digit, at most 63 chars",
   });
+
+// A host a stack places nodes on (`hosts:`): a short lower-case name.
+const hostName = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, { message: "expected a host name: lower-case letters, digits and '-', starting with a letter, at most 31 chars" });
+
+/** Where a section's nodes live: a key of `hosts:`. Without `hosts:`, every node is on the stack's `platform`. */
+const placedOn = hostName.optional();
 
 // zod's own address checks; the union reports one line instead of one per family.
 const cidr = z.union([z.cidrv4(), z.cidrv6()], {
@@ -183,6 +190,8 @@ const postgres = z
       }
     }),
     /** Resources of each PostgreSQL node. */
+    /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
+    host: placedOn,
     node: nodeResources({ memory: "512MiB", cpus: 1, storage: "ssd" }),
     /** manual (the default): failover is the operator's act, rehearsed by the failover drill (ADR 0009);
      *  patroni: Patroni + a 3-member etcd DCS fail over by themselves, HAProxy gives clients a stable
@@ -290,6 +299,8 @@ const pgbackrest = z
       .prefault({}),
     /** Delete the backup repository's volume (and the repo2 stand-in's) on `pulumi destroy` (default: keep it). */
     purgeBackupsOnDestroy: z.boolean().default(false),
+    /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
+    host: placedOn,
     node: nodeResources({ memory: "256MiB", cpus: 1, storage: "hdd" }),
     /** A second repository off the machine, encrypted (ADR 0013); absent: repo1 only. */
     repo2: repo2.optional(),
@@ -317,6 +328,8 @@ const redis = z
       .prefault({}),
     /** Run a Redis replica beside the primary. */
     replica: z.boolean().default(false),
+    /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
+    host: placedOn,
     node: nodeResources({ memory: "128MiB", cpus: 1, storage: "ssd" }),
   })
   .strict()
@@ -327,6 +340,8 @@ const duckdb = z
     enabled: z.boolean().default(true),
     syncInterval: durationSeconds.prefault("5min"),
     schemas: z.array(identifier).min(1).default(["public"]),
+    /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
+    host: placedOn,
     node: nodeResources({ memory: "256MiB", cpus: 1, storage: "ssd" }),
   })
   .strict()
@@ -369,6 +384,8 @@ const monitoring = z
       })
       .strict()
       .prefault({}),
+    /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
+    host: placedOn,
     node: nodeResources({ memory: "192MiB", cpus: 1, storage: "ssd" }),
   })
   .strict()
@@ -512,7 +529,100 @@ const libvirt = z
   .transform(({ dataDisk, bootTimeout, readyTimeout, ...rest }) => ({ ...rest, dataDiskBytes: dataDisk, bootTimeoutSeconds: bootTimeout, readyTimeoutSeconds: readyTimeout }))
   .optional();
 
-export const homelabConfigSchema = z
+/** What a host is: this machine's Docker engine, this machine's hypervisor, or (not built yet) a Debian machine over SSH. */
+export const HOST_KINDS = ["docker", "libvirt", "ssh"] as const;
+const hosts = z
+  .record(
+    hostName,
+    z
+      .object({
+        /** docker: the engine of `docker:` (this machine's by default); libvirt: the hypervisor of `libvirt:`; ssh: not built yet. */
+        kind: z.enum(HOST_KINDS),
+        /** ssh hosts only (user@address). */
+        address: z.string().optional(),
+      })
+      .strict(),
+  )
+  .optional();
+
+/** The sections whose nodes a stack places on a host (`<section>.host`). */
+export const PLACED_SECTIONS = ["postgres", "pgbackrest", "redis", "duckdb", "monitoring"] as const;
+export type PlacedSection = (typeof PLACED_SECTIONS)[number];
+/** Where the nodes of a section are made: the host's name and the platform that makes them. */
+export interface Placement {
+  host: string;
+  kind: Platform;
+}
+type PlacementInput = Pick<z.output<typeof homelabConfigObject>, "platform" | "hosts" | "docker" | PlacedSection>;
+interface PlacementProblem {
+  path: (string | number)[];
+  input: unknown;
+  message: string;
+}
+
+/**
+ * Each section's host, from `hosts:` and `<section>.host` (the one place these rules live: the schema reports
+ * the problems, the planner and the platforms read `spec.placement`). Without `hosts:` every section is on
+ * the stack's `platform`, as before hosts existed.
+ */
+export function resolvePlacement(spec: PlacementInput): { placement: Record<PlacedSection, Placement>; problems: PlacementProblem[] } {
+  const problems: PlacementProblem[] = [];
+  const defaultKind: Platform = spec.platform;
+  if (!spec.hosts) {
+    for (const section of PLACED_SECTIONS) {
+      const host = spec[section].host;
+      if (host !== undefined) problems.push({ path: [section, "host"], input: host, message: `the stack has no hosts: section to name it in (hosts: { ${host}: { kind: docker | libvirt } })` });
+    }
+    const all = { host: defaultKind, kind: defaultKind };
+    return { placement: Object.fromEntries(PLACED_SECTIONS.map((s) => [s, all])) as Record<PlacedSection, Placement>, problems };
+  }
+  const names = Object.keys(spec.hosts);
+  const seen = new Map<string, string>();
+  for (const [name, h] of Object.entries(spec.hosts)) {
+    if (h.kind === "ssh") {
+      problems.push({ path: ["hosts", name, "kind"], input: "ssh", message: "ssh hosts (an existing Debian machine configured over SSH) are not built yet: expected docker or libvirt" });
+      continue;
+    }
+    if (h.address !== undefined) problems.push({ path: ["hosts", name, "address"], input: h.address, message: `only for ssh hosts: a ${h.kind} host is reached as ${h.kind === "docker" ? "docker.host" : "libvirt.uri"} says` });
+    const other = seen.get(h.kind);
+    if (other) {
+      problems.push({ path: ["hosts", name], input: h.kind, message: `a second ${h.kind} host beside ${other}: one Docker engine and one hypervisor per stack today (remote engines and hypervisors as further hosts are not built yet)` });
+    }
+    seen.set(h.kind, name);
+  }
+  const kindOf = (name: string): Platform => {
+    const k = spec.hosts![name]!.kind;
+    return k === "docker" && spec.platform === "docker-api" ? "docker-api" : (k as Platform);
+  };
+  const wanted = defaultKind === "docker-api" ? "docker" : defaultKind;
+  const fallback = names.find((n) => spec.hosts![n]!.kind === wanted);
+  const placement = {} as Record<PlacedSection, Placement>;
+  const enabled = (section: PlacedSection) => !("enabled" in spec[section]) || (spec[section] as { enabled: boolean }).enabled;
+  for (const section of PLACED_SECTIONS) {
+    const host = spec[section].host ?? fallback;
+    // A section that makes no node needs no host; it is recorded on the first one.
+    if (host === undefined && !enabled(section)) {
+      placement[section] = { host: names[0]!, kind: kindOf(names[0]!) };
+      continue;
+    }
+    if (host === undefined) {
+      problems.push({ path: [section, "host"], input: undefined, message: `required: hosts has no ${wanted} host (the stack's platform) to put ${section} on by default; expected one of: ${names.join(", ")}` });
+      continue;
+    }
+    if (!spec.hosts[host]) {
+      problems.push({ path: [section, "host"], input: host, message: `expected one of: ${names.join(", ")} (the keys of hosts)` });
+      continue;
+    }
+    placement[section] = { host, kind: kindOf(host) };
+  }
+  const kinds = new Set(Object.values(placement).map((p) => p.kind));
+  if (kinds.has("libvirt") && kinds.size > 1 && spec.docker.host !== undefined) {
+    problems.push({ path: ["docker", "host"], input: spec.docker.host, message: "with nodes on both the Docker engine and the hypervisor, the engine must be this machine's (the two stack networks are routed to each other here): leave docker.host out" });
+  }
+  return { placement, problems };
+}
+
+const homelabConfigObject = z
   .object({
     /** docker (default): the docker CLI driven by @pulumi/command through the one node applier (no docker
      *  plugin needed: air-gapped machines; what CI runs for real); docker-api: @pulumi/docker (mock-tested
@@ -523,6 +633,8 @@ export const homelabConfigSchema = z
       .transform((p) => (p === "docker-cli" ? "docker" : p)),
     docker,
     libvirt,
+    /** The machines the stack places nodes on (`<section>.host`); without it every node is on `platform`. */
+    hosts,
     postgres,
     pgbackrest,
     redis,
@@ -530,7 +642,12 @@ export const homelabConfigSchema = z
     monitoring,
     objectives,
   })
-  .strict()
+  .strict();
+
+/** Every top-level key of a stack's config (platform, docker, libvirt, hosts, postgres, ...). */
+export const CONFIG_KEYS = Object.keys(homelabConfigObject.shape);
+
+export const homelabConfigSchema = homelabConfigObject
   .superRefine((spec, ctx) => {
     // Cross-field rules: each names the keys involved.
     if (spec.postgres.replicationMode === "sync" && spec.postgres.replicas < 1) {
@@ -586,20 +703,22 @@ export const homelabConfigSchema = z
     if (spec.duckdb.enabled && spec.postgres.replicas < 1) {
       ctx.addIssue({ code: "custom", path: ["duckdb", "enabled"], input: true, message: "the DuckDB host reads from a replica: set postgres.replicas >= 1 or duckdb.enabled: false" });
     }
-    if (spec.platform === "libvirt" && !spec.libvirt) {
-      ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: "platform libvirt needs a libvirt: { uri } section" });
+    const { placement, problems } = resolvePlacement(spec);
+    for (const p of problems) ctx.addIssue({ code: "custom", path: p.path, input: p.input, message: p.message });
+    const onVms = (section: PlacedSection) => placement[section]?.kind === "libvirt";
+    if (PLACED_SECTIONS.some(onVms) && !spec.libvirt) {
+      ctx.addIssue({ code: "custom", path: ["libvirt"], input: undefined, message: `${spec.platform === "libvirt" ? "platform libvirt" : "a libvirt host"} needs a libvirt: { uri } section` });
     }
-    if (spec.platform === "libvirt") {
-      // VMs run the PostgreSQL image's role scripts today (ADR 0018); the other images come next.
-      const notYet: [string[], unknown, string][] = [
-        [["redis", "enabled"], spec.redis.enabled, "Redis"],
-        [["duckdb", "enabled"], spec.duckdb.enabled, "the DuckDB host"],
-        [["monitoring", "enabled"], spec.monitoring.enabled, "the monitoring node"],
-        [["pgbackrest", "repo2"], spec.pgbackrest.repo2 !== undefined && spec.pgbackrest.repo2.sftp.host === undefined, "the stand-in repo2 SFTP node"],
-      ];
-      for (const [key, on, what] of notYet) {
-        if (on) ctx.addIssue({ code: "custom", path: key, input: true, message: `platform libvirt builds PostgreSQL and the backup repository as VMs; ${what} is not built on VMs yet: set it to false / leave it out, or use platform docker` });
-      }
+    // VMs run the PostgreSQL image's role scripts today (ADR 0018); the other images come next.
+    const notYet: [string[], boolean, string][] = [
+      [["redis", "enabled"], spec.redis.enabled && onVms("redis"), "Redis"],
+      [["duckdb", "enabled"], spec.duckdb.enabled && onVms("duckdb"), "the DuckDB host"],
+      [["monitoring", "enabled"], spec.monitoring.enabled && PLACED_SECTIONS.some(onVms), "the monitoring node (and its exporters on VM nodes)"],
+      [["pgbackrest", "repo2"], spec.pgbackrest.repo2 !== undefined && spec.pgbackrest.repo2.sftp.host === undefined && onVms("pgbackrest"), "the stand-in repo2 SFTP node"],
+      [["postgres", "ha"], spec.postgres.ha === "patroni" && onVms("postgres"), "postgres.ha: patroni (Patroni, etcd and HAProxy)"],
+    ];
+    for (const [key, on, what] of notYet) {
+      if (on) ctx.addIssue({ code: "custom", path: key, input: true, message: `VMs (libvirt) hold PostgreSQL and the backup repository; ${what} is not built on VMs yet: turn it off, or place it on a docker host (hosts:, ${key[0]}.host)` });
     }
     if (spec.monitoring.scrapeInterval < 1) {
       ctx.addIssue({ code: "custom", path: ["monitoring", "scrapeInterval"], input: spec.monitoring.scrapeInterval, message: "expected at least 1s" });
@@ -622,7 +741,9 @@ export const homelabConfigSchema = z
         ctx.addIssue({ code: "custom", path: ["pgbackrest", "compression", "level"], input: level, message: `expected ${lo}..${hi} for compression type ${spec.pgbackrest.compression.type}` });
       }
     }
-  });
+  })
+  // Each section's host, resolved once by the rules above (which refused every problem).
+  .transform((spec) => ({ ...spec, placement: resolvePlacement(spec).placement }));
 
 export type HomelabConfig = z.output<typeof homelabConfigSchema>;
 export type StorageClass = z.output<typeof storageClass>;

@@ -103,6 +103,7 @@ export class DockerApiPlatform implements Platform {
         memorySwap: memoryMiB(spec.memoryBytes),
         cpus: String(spec.cpus),
         ports: spec.publish.map((p) => ({ internal: p.containerPort, external: p.hostPort, ip: p.host, protocol: "tcp" })),
+        ...(spec.extraHosts ? { hosts: spec.extraHosts.map((h) => ({ host: h.hostname, ip: h.ip })) } : {}),
         volumes: spec.volumes.map((v, i) => ({ volumeName: (volumes[i] as docker.Volume).name, containerPath: v.mountPath })),
         healthcheck: {
           tests: h.test,

@@ -13,7 +13,7 @@
 import path from "node:path";
 import tar from "tar-stream";
 import { $, type ProcessOutput } from "zx";
-import { startOrder, type Healthcheck, type HomelabPlan, type NodeFile, type NodePlan } from "./plan.ts";
+import { networkKindOf, startOrder, type Healthcheck, type HomelabPlan, type NodeFile, type NodePlan } from "./plan.ts";
 
 export const LABEL_STACK = "dev.homelab-data.stack";
 export const LABEL_NODE = "dev.homelab-data.node";
@@ -34,6 +34,8 @@ export interface ContainerSpec {
   ipv4Address?: string;
   /** Published ports; hostPort 0 lets the engine pick a free one. */
   publish: { host: string; hostPort: number; containerPort: number }[];
+  /** /etc/hosts entries for the stack's nodes that are not containers on this network (VMs): Docker's DNS knows only containers. */
+  extraHosts?: { hostname: string; ip: string }[];
   volumes: { name: string; mountPath: string; labels: Record<string, string> }[];
   memoryBytes: number;
   cpus: number;
@@ -43,7 +45,8 @@ export interface ContainerSpec {
 }
 
 /** The container of a planned node (pure). */
-export function containerSpecOf(plan: Pick<HomelabPlan, "network" | "publishAddress" | "labels">, node: NodePlan): ContainerSpec {
+export function containerSpecOf(plan: Pick<HomelabPlan, "network" | "publishAddress" | "labels" | "nodes">, node: NodePlan): ContainerSpec {
+  const elsewhere = plan.nodes.filter((n) => networkKindOf(n.platform) !== "docker");
   return {
     name: node.hostname,
     hostname: node.hostname,
@@ -53,6 +56,7 @@ export function containerSpecOf(plan: Pick<HomelabPlan, "network" | "publishAddr
     network: plan.network.name,
     ipv4Address: node.ipv4Address,
     publish: node.ports.map((p) => ({ host: plan.publishAddress, hostPort: p.hostPort, containerPort: p.containerPort })),
+    ...(elsewhere.length > 0 ? { extraHosts: elsewhere.map((n) => ({ hostname: n.hostname, ip: n.ipv4Address })) } : {}),
     volumes: node.volumes.map((v) => ({ name: v.name, mountPath: v.mountPath, labels: { ...plan.labels, [LABEL_RETAIN]: String(v.retainOnDestroy) } })),
     memoryBytes: node.memoryBytes,
     cpus: node.cpus,
@@ -106,6 +110,7 @@ export function containerCreateArgs(spec: ContainerSpec): string[] {
     ...Object.entries(spec.env).flatMap(([k, v]) => ["--env", `${k}=${v}`]),
     ...spec.volumes.flatMap((v) => ["--volume", `${v.name}:${v.mountPath}`]),
     ...spec.publish.flatMap((p) => ["--publish", `${p.host}:${p.hostPort === 0 ? "" : p.hostPort}:${p.containerPort}`]),
+    ...(spec.extraHosts ?? []).flatMap((h) => ["--add-host", `${h.hostname}:${h.ip}`]),
     spec.image,
   ];
 }

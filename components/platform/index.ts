@@ -9,6 +9,8 @@ import type { HomelabSpec } from "../config/index.ts";
 import { DockerApiPlatform } from "./docker-api.ts";
 import { DockerCliPlatform } from "./docker-cmd.ts";
 import { LibvirtPlatform } from "./libvirt-platform.ts";
+import { PlacedPlatform } from "./placed.ts";
+import { networkKindOf, type HomelabPlan, type NetworkKind } from "./plan.ts";
 import type { Platform, PlatformOptions } from "./platform.ts";
 
 export type { HomelabPlan, NodeFile, NodePlan } from "./plan.ts";
@@ -24,10 +26,19 @@ export function assertPlatformSupported(spec: HomelabSpec): void {
   }
 }
 
-/** Picks the platform of a stack. */
-export function platformFor(spec: HomelabSpec, opts: PlatformOptions): Platform {
+/** Picks the platform of a stack: its one platform, or each node's (PlacedPlatform) when nodes are on several kinds of host. */
+export function platformFor(spec: HomelabSpec, opts: PlatformOptions, plan?: Pick<HomelabPlan, "nodes">): Platform {
   assertPlatformSupported(spec);
-  switch (spec.platform) {
+  const kinds = [...new Set((plan?.nodes ?? []).map((n) => n.platform))];
+  if (kinds.length > 1) {
+    const parts = new Map<NetworkKind, Platform>(kinds.map((k) => [networkKindOf(k), single(spec, k, opts)]));
+    return new PlacedPlatform(spec.stack, parts);
+  }
+  return single(spec, kinds[0] ?? spec.platform, opts);
+}
+
+function single(spec: HomelabSpec, kind: HomelabSpec["platform"], opts: PlatformOptions): Platform {
+  switch (kind) {
     case "docker":
       return new DockerCliPlatform(spec, opts);
     case "docker-api":

@@ -1,9 +1,11 @@
 // What a platform needs to make one host of the tier: the NodePlan (docs/architecture.md "Data flow" step 2).
 // Plain data, no Pulumi types: the docker platform, the docker-cli platform and the e2e harness all
 // apply the same plans, so what the tests prove is what `pulumi up` builds.
+import type { Platform } from "../config/schema.ts";
 
 export const NODE_ROLES = ["postgres-primary", "postgres-replica", "backup-repository", "redis", "redis-replica", "duckdb", "repo2-sftp", "monitoring", "etcd", "postgres-endpoint"] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
+export type { Platform };
 
 export interface ImageRef {
   /** Local tag, e.g. homelab/postgres:17. */
@@ -68,6 +70,10 @@ export interface NodePlan {
   dependsOn: string[];
   /** Seconds the engine waits after SIGTERM before SIGKILL (PostgreSQL needs a clean shutdown). */
   stopTimeoutSeconds: number;
+  /** The host the stack places the node on (a key of `hosts:`, or the platform's name without one). */
+  host: string;
+  /** What makes the node there: a container (docker, docker-api) or a VM (libvirt). */
+  platform: Platform;
 }
 
 export interface NetworkPlan {
@@ -130,21 +136,48 @@ export interface HomelabPlan {
   stack: string;
   /** Name prefix of every engine object: homelab-<stack>. */
   prefix: string;
+  /** The network of the stack's `platform` (the one every node is on without `hosts:`). */
   network: NetworkPlan;
+  /** The stack's network on each kind of host it places nodes on: the Docker bridge, the libvirt NAT network. */
+  networks: Partial<Record<NetworkKind, NetworkPlan>>;
   nodes: NodePlan[];
   publishAddress: string;
-  /** Nodes are reached at their own addresses (VMs on the stack's network), not at publishAddress:hostPort. */
-  directAddresses?: true;
   /** Labels every engine object carries, so teardown can find leftovers. */
   labels: Record<string, string>;
   facts: PlanFacts;
 }
 
-/** Where the host reaches a node's first service port: published on the host, or the node's own address. */
-export function publishedOf(plan: Pick<HomelabPlan, "publishAddress" | "directAddresses">, node: NodePlan): { host: string; port: number } | undefined {
+/** Which network a node sits on: containers on the Docker bridge, VMs on the libvirt NAT network. */
+export type NetworkKind = "docker" | "libvirt";
+export const networkKindOf = (platform: Platform): NetworkKind => (platform === "libvirt" ? "libvirt" : "docker");
+
+/** The plan as one platform sees it: its own network as `network` (every node stays, for names and addresses). */
+export function planOn(plan: HomelabPlan, kind: NetworkKind): HomelabPlan {
+  const network = plan.networks[kind];
+  if (!network) throw new Error(`plan of stack ${plan.stack}: no ${kind} network (no node is placed on a ${kind} host)`);
+  return { ...plan, network };
+}
+
+/** The platform of a stack as its topology records it: the one every node is made by, or `mixed`. */
+export function platformOfPlan(plan: Pick<HomelabPlan, "nodes">): Platform | "mixed" {
+  const kinds = [...new Set(plan.nodes.map((n) => n.platform))];
+  return kinds.length === 1 ? kinds[0]! : "mixed";
+}
+
+/** The kinds of network the plan's nodes sit on (docker, libvirt, or both). */
+export const kindsOfPlan = (plan: Pick<HomelabPlan, "nodes">): Set<NetworkKind> => new Set(plan.nodes.map((n) => networkKindOf(n.platform)));
+
+/** The plan's nodes a platform makes. */
+export const nodesOn = (plan: Pick<HomelabPlan, "nodes">, kind: NetworkKind): NodePlan[] => plan.nodes.filter((n) => networkKindOf(n.platform) === kind);
+
+/**
+ * Where the host reaches a node's first service port: a container's published on the host, a VM's at its own
+ * address (VMs publish nothing: the host is .1 on their network).
+ */
+export function publishedOf(plan: Pick<HomelabPlan, "publishAddress">, node: NodePlan): { host: string; port: number } | undefined {
   const port = node.ports[0];
   if (!port) return undefined;
-  return plan.directAddresses ? { host: node.ipv4Address, port: port.containerPort } : { host: plan.publishAddress, port: port.hostPort };
+  return node.platform === "libvirt" ? { host: node.ipv4Address, port: port.containerPort } : { host: plan.publishAddress, port: port.hostPort };
 }
 
 /** Nodes ordered so each comes after what it depends on. */

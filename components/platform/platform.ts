@@ -5,8 +5,8 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { publishedOf, type HomelabPlan, type NodeFile, type NodeHandle, type NodePlan } from "./plan.ts";
 
-/** `docker`: the docker CLI through @pulumi/command (the default, what CI runs for real); `docker-api`: @pulumi/docker; `libvirt`: VMs (ADR 0018). */
-export type PlatformKind = "docker" | "docker-api" | "libvirt";
+/** `docker`: the docker CLI through @pulumi/command (the default, what CI runs for real); `docker-api`: @pulumi/docker; `libvirt`: VMs (ADR 0018); `mixed`: nodes on both (ADR 0021). */
+export type PlatformKind = "docker" | "docker-api" | "libvirt" | "mixed";
 
 export interface PlatformOptions {
   /** Name prefix of the platform's own resources (the docker provider). */

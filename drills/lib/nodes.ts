@@ -124,14 +124,37 @@ export class DockerNodeControl implements NodeControl {
 
 const formatMs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
+/**
+ * Each node by the control of its own handle's kind (a stack placed on several hosts, `hosts:`): a drill
+ * kills a primary VM with virsh and reads the repository container with docker exec, unchanged.
+ */
+export class PlacedNodeControl implements NodeControl {
+  readonly platform = "mixed";
+  constructor(private readonly byKind: Readonly<Partial<Record<"docker" | "libvirt", NodeControl>>>) {}
+
+  private of(node: ControlledNode): NodeControl {
+    const ctl = node.handle.kind === "ssh" ? undefined : this.byKind[node.handle.kind];
+    if (!ctl) throw new UnsupportedPlatformError(`node ${node.name}: no drill control for its ${node.handle.kind} handle`);
+    return ctl;
+  }
+  async kill(node: ControlledNode, signal?: string) { return this.of(node).kill(node, signal); }
+  async stop(node: ControlledNode, timeoutS: number) { return this.of(node).stop(node, timeoutS); }
+  async start(node: ControlledNode) { return this.of(node).start(node); }
+  async exec(node: ControlledNode, argv: readonly string[], opts?: ExecOptions) { return this.of(node).exec(node, argv, opts); }
+  async isRunning(node: ControlledNode) { return this.of(node).isRunning(node); }
+  async removeDataVolumes(node: ControlledNode) { return this.of(node).removeDataVolumes(node); }
+  async waitHealthy(node: ControlledNode, timeoutMs: number) { return this.of(node).waitHealthy(node, timeoutMs); }
+  async recreate(node: ControlledNode & Pick<TopologyNode, "container">, opts?: RecreateOptions) { return this.of(node).recreate(node, opts); }
+}
+
 /** Node control for every node of a topology, by the kind of the nodes' handles; refuses kinds drills cannot drive yet. */
 export function controlFor(topology: Pick<Topology, "platform" | "nodes">): NodeControl {
   const kinds = [...new Set(topology.nodes.map((n) => n.handle.kind))];
+  const ssh = topology.nodes.find((n) => n.handle.kind === "ssh");
+  if (ssh) throw new UnsupportedPlatformError(`drills drive containers and VMs; node ${ssh.name} of the ${topology.platform} platform has an ssh handle (plain SSH hosts are not built yet)`);
   if (kinds.length === 1 && kinds[0] === "docker") return new DockerNodeControl();
   if (kinds.length === 1 && kinds[0] === "libvirt") return new MachineNodeControl();
-  const foreign = topology.nodes.find((n) => n.handle.kind !== kinds[0]) ?? topology.nodes.find((n) => n.handle.kind === "ssh");
-  const which = foreign ? ` (node ${foreign.name} of the ${topology.platform} platform has a ${foreign.handle.kind} handle)` : "";
-  throw new UnsupportedPlatformError(`drills drive all-docker or all-libvirt stacks; this one has ${kinds.join(" and ")} nodes${which}`);
+  return new PlacedNodeControl({ docker: new DockerNodeControl(), libvirt: new MachineNodeControl() });
 }
 
 /** Reads a secret file on a node (root inside it). The value is never logged; errors name only the path. */

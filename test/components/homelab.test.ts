@@ -3,7 +3,7 @@
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { HomelabSpec } from "../../components/config/index.ts";
+import { resolvePlacement, type HomelabSpec } from "../../components/config/index.ts";
 import type { HomelabSecrets } from "../../components/plan.ts";
 import { Recorder, ROOT, fakeSecrets, findLeaks, isSecretOutput, localSpec, promiseOf, secretValues, settle, unwrapSecret, type RecordedResource } from "./mocks.ts";
 
@@ -33,7 +33,7 @@ beforeAll(async () => {
 beforeEach(() => recorder.clear());
 
 // This file builds the `docker-api` platform (@pulumi/docker); docker-cli.test.ts covers the default one.
-const api = (spec: HomelabSpec): HomelabSpec => ({ ...spec, platform: "docker-api" });
+const api = (spec: HomelabSpec): HomelabSpec => ({ ...spec, platform: "docker-api", placement: resolvePlacement({ ...spec, platform: "docker-api" }).placement });
 
 async function build(plainSpec: HomelabSpec, opts: { secrets?: pulumi.Output<HomelabSecrets> } = {}) {
   const spec = api(plainSpec);

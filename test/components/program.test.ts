@@ -87,7 +87,7 @@ describe("stacks/index.ts", () => {
     setStackConfig({}, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toMatch(/^homelab-data:platform: stack local was built with platform docker-api and stacks\/Pulumi\.local\.yaml now says docker; switching would replace every node\. Set it back to docker-api, or run `npx homelab down --stack local` first/);
+    expect((error as Error).message).toMatch(/^homelab-data:platform: stack local was built with platform docker-api and stacks\/Pulumi\.local\.yaml now says docker; switching would replace every node that moves\. Set it back to docker-api, or run `npx homelab down --stack local` first/);
     expect(recorder.resources).toEqual([]);
   });
 
@@ -125,7 +125,7 @@ describe("stacks/index.ts", () => {
     setStackConfig({ platform: "libvirt", libvirt: { uri: "qemu:///system" } }, fakeSecrets(localSpec({ redis: { replica: true } })));
     const { error } = await runProgram();
     expect(pulumi.RunError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toContain("homelab-data:redis.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; Redis is not built on VMs yet");
+    expect((error as Error).message).toContain("homelab-data:redis.enabled: got true; VMs (libvirt) hold PostgreSQL and the backup repository; Redis is not built on VMs yet");
     expect(recorder.resources).toEqual([]);
   });
 });

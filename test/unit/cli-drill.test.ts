@@ -80,7 +80,7 @@ describe("drills/<name>.mts on their own", () => {
     writeFileSync(file, JSON.stringify(topology));
     const r = script("failover", "--topology", file);
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr.trim()).toMatch(/^failover drill: drills drive all-docker or all-libvirt stacks; this one has ssh nodes \(node \S+ of the docker platform has a ssh handle\)$/);
+    expect(r.stderr.trim()).toMatch(/^failover drill: drills drive containers and VMs; node \S+ of the docker platform has an ssh handle \(plain SSH hosts are not built yet\)$/);
   });
 
   it("--help lists the drill's flags and exits 0", () => {
@@ -174,6 +174,9 @@ describe("drills on a libvirt stack (drillsFor)", () => {
     expect(drillsFor("docker", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["redis", "backup-restore", "failover"], skipped: [] });
     expect(drillsFor("libvirt", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
     expect(drillsFor("libvirt", ["failover"], false)).toEqual({ run: ["failover"], skipped: [] });
+    // A mixed stack (hosts:) holds PostgreSQL on VMs: the VM rules apply.
+    expect(drillsFor("mixed", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
+    expect(() => drillsFor("mixed", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform mixed yet (it makes its restore or scratch nodes as containers); on VMs: failover");
     expect(() => drillsFor("libvirt", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform libvirt yet (it makes its restore or scratch nodes as containers); on VMs: failover");
     expect(() => drillsFor("libvirt", ["vacuum-bloat"], false)).toThrow("drill vacuum-bloat: not on platform libvirt yet (not tried on VMs yet); on VMs: failover");
   });

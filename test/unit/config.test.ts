@@ -6,18 +6,10 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadStackSpec, parseBytes, parseDurationSeconds, parseSize, validateConfig } from "../../components/config/index.ts";
 import { formatPgMemory, parseMemory } from "../../components/postgres/index.ts";
+import { problemsOf } from "./config-problems.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("stack config schema: platform libvirt", () => {
   const vm = { platform: "libvirt", libvirt: {}, redis: { enabled: false }, duckdb: { enabled: false }, monitoring: { enabled: false } };
@@ -35,9 +27,9 @@ describe("stack config schema: platform libvirt", () => {
     ]);
     const notYet = problemsOf(() => validateConfig("kvm", { platform: "libvirt", libvirt: {} }));
     expect(notYet).toEqual([
-      "homelab-data:redis.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; Redis is not built on VMs yet: set it to false / leave it out, or use platform docker",
-      "homelab-data:duckdb.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; the DuckDB host is not built on VMs yet: set it to false / leave it out, or use platform docker",
-      "homelab-data:monitoring.enabled: got true; platform libvirt builds PostgreSQL and the backup repository as VMs; the monitoring node is not built on VMs yet: set it to false / leave it out, or use platform docker",
+      "homelab-data:redis.enabled: got true; VMs (libvirt) hold PostgreSQL and the backup repository; Redis is not built on VMs yet: turn it off, or place it on a docker host (hosts:, redis.host)",
+      "homelab-data:duckdb.enabled: got true; VMs (libvirt) hold PostgreSQL and the backup repository; the DuckDB host is not built on VMs yet: turn it off, or place it on a docker host (hosts:, duckdb.host)",
+      "homelab-data:monitoring.enabled: got true; VMs (libvirt) hold PostgreSQL and the backup repository; the monitoring node (and its exporters on VM nodes) is not built on VMs yet: turn it off, or place it on a docker host (hosts:, monitoring.host)",
     ]);
   });
   it("accepts the committed kvm stack", () => {

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../components/platform/docker-node.ts";
 import type { Topology, TopologyNode } from "../../components/topology.ts";
-import { DockerNodeControl, UnsupportedPlatformError, controlFor, readSecret, type ControlledNode } from "../../drills/lib/nodes.ts";
+import { DockerNodeControl, PlacedNodeControl, UnsupportedPlatformError, controlFor, readSecret, type ControlledNode, type NodeControl } from "../../drills/lib/nodes.ts";
 
 const LABEL = "dev.homelab-data.stack=drills-lib-test";
 const suffix = randomBytes(4).toString("hex");
@@ -105,11 +105,26 @@ describe("controlFor", () => {
   it("gives machine control for an all-libvirt topology", () => {
     expect(controlFor(base([{ name: "pg-1", handle: vm }], "libvirt")).platform).toBe("libvirt");
   });
-  it("refuses mixed and ssh-host topologies clearly", () => {
-    expect(() => controlFor(base([{ name: "pg-1", handle: vm }, { name: "backup", handle: { kind: "docker", container: "b" } }], "libvirt"))).toThrow(
-      new UnsupportedPlatformError("drills drive all-docker or all-libvirt stacks; this one has libvirt and docker nodes (node backup of the libvirt platform has a docker handle)"),
+  it("drives a placed topology node by node: the VM by the libvirt control, the container by the docker one", async () => {
+    expect(controlFor(base([{ name: "pg-1", handle: vm }, { name: "backup", handle: { kind: "docker", container: "b" } }], "mixed"))).toBeInstanceOf(PlacedNodeControl);
+    const calls: string[] = [];
+    const fake = (kind: string) =>
+      new Proxy({} as NodeControl, { get: (_t, method) => (node: ControlledNode) => { calls.push(`${kind}.${String(method)}(${node.name})`); return Promise.resolve(true); } });
+    const ctl = new PlacedNodeControl({ docker: fake("docker"), libvirt: fake("libvirt") });
+    const pg1 = { name: "pg-1", handle: vm, dataVolumes: [] };
+    const backup = { name: "backup", handle: { kind: "docker" as const, container: "b" }, dataVolumes: [] };
+    await ctl.kill(pg1);
+    await ctl.exec(backup, ["true"]);
+    await ctl.isRunning(pg1);
+    await ctl.stop(backup, 5);
+    expect(calls).toEqual(["libvirt.kill(pg-1)", "docker.exec(backup)", "libvirt.isRunning(pg-1)", "docker.stop(backup)"]);
+    expect(ctl.platform).toBe("mixed");
+    await expect(new PlacedNodeControl({ docker: fake("docker") }).kill(pg1)).rejects.toThrow(new UnsupportedPlatformError("node pg-1: no drill control for its libvirt handle"));
+  });
+  it("refuses ssh-host topologies clearly", () => {
+    expect(() => controlFor(base([{ name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(
+      new UnsupportedPlatformError("drills drive containers and VMs; node nuc of the docker platform has an ssh handle (plain SSH hosts are not built yet)"),
     );
-    expect(() => controlFor(base([{ name: "nuc", handle: { kind: "ssh", target: "root@nuc" } }]))).toThrow(/this one has ssh nodes \(node nuc of the docker platform has a ssh handle\)/);
   });
   it("refuses to drive a non-docker handle through docker", async () => {
     await expect(ctl.isRunning({ name: "vm", handle: { kind: "ssh", target: "root@nuc" }, dataVolumes: [] })).rejects.toThrow(/not a docker handle/);

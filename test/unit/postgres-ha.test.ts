@@ -3,20 +3,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { ConfigError, validateConfig } from "../../components/config/index.ts";
+import { validateConfig } from "../../components/config/index.ts";
 import { planHomelab, redactedSecrets } from "../../components/plan.ts";
 import { PATRONI_RTO_FLOOR_SECONDS, etcdMembersProblem, planPatroniTiming, renderHaproxyConf } from "../../components/postgres/index.ts";
 import { topologyOf } from "../../components/topology.ts";
+import { problemsOf } from "./config-problems.ts";
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 const haConfig = (extra: Record<string, unknown> = {}) => ({ postgres: { ha: "patroni", replicationMode: "sync" }, objectives: { failover: { rto: "27s" } }, ...extra });
 
