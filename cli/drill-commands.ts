@@ -133,12 +133,22 @@ const NOT_ON_VMS: Partial<Record<DrillName, string>> = {
 };
 const notOnVmsWhy = (d: DrillName) => NOT_ON_VMS[d] ?? "it makes its restore or scratch nodes as containers";
 
-/** The drills of `requested` a stack's platform can run; `all` skips the others (saying so), a named one is refused. */
-export function drillsFor(platform: string, requested: readonly DrillName[], all: boolean): { run: DrillName[]; skipped: DrillName[] } {
+/** The drills that touch only the Redis nodes: they run wherever those are containers. */
+const REDIS_DRILLS: readonly DrillName[] = ["redis", "redis-replication-lag"];
+
+/** Does the topology keep its Redis nodes (if any) in containers? (A mixed stack may: `redis.host`.) */
+export const redisInContainers = (t: Pick<Topology, "nodes">): boolean => t.nodes.filter((n) => n.role === "redis" || n.role === "redis-replica").every((n) => n.handle.kind === "docker");
+
+/**
+ * The drills of `requested` a stack's platform can run; `all` skips the others (saying so), a named one is
+ * refused. `redisInContainers`: on a mixed stack whose Redis nodes are containers, the Redis drills run too.
+ */
+export function drillsFor(platform: string, requested: readonly DrillName[], all: boolean, opts: { redisInContainers?: boolean } = {}): { run: DrillName[]; skipped: DrillName[] } {
   // VMs hold PostgreSQL on libvirt and on mixed stacks (hosts: PostgreSQL VMs, the rest on a Docker engine).
   if (platform !== "libvirt" && platform !== "mixed") return { run: [...requested], skipped: [] };
-  const run = requested.filter((d) => ON_VMS.includes(d));
-  const skipped = requested.filter((d) => !ON_VMS.includes(d));
+  const runs = (d: DrillName) => ON_VMS.includes(d) || (platform === "mixed" && Boolean(opts.redisInContainers) && REDIS_DRILLS.includes(d));
+  const run = requested.filter(runs);
+  const skipped = requested.filter((d) => !runs(d));
   if (!all && skipped.length > 0) {
     throw new UsageError([`drill ${skipped.join(", ")}: not on platform ${platform} yet (${[...new Set(skipped.map(notOnVmsWhy))].join("; ")}); on VMs: ${ON_VMS.join(", ")}`]);
   }
@@ -160,7 +170,7 @@ async function runDrills(requested: readonly DrillName[], flags: DrillFlags, all
   let drills = [...requested];
   if (all) {
     const t = await loadTopology({ stack: flags.stack, file: flags.topology });
-    const r = drillsFor(t.platform, requested, true);
+    const r = drillsFor(t.platform, requested, true, { redisInContainers: redisInContainers(t) });
     if (r.skipped.length > 0) console.log(`drill all: ${r.skipped.join(", ")} skipped: not on platform ${t.platform} yet`);
     drills = r.run;
     for (const [d, why] of skippedByStack(t)) {
@@ -175,7 +185,7 @@ async function runDrills(requested: readonly DrillName[], flags: DrillFlags, all
     // platform cannot run is refused when the runner first reads it (after its own --yes check).
     const load = async () => {
       const t = await loadTopology({ stack: flags.stack, file: flags.topology });
-      drillsFor(t.platform, [drill], false);
+      drillsFor(t.platform, [drill], false, { redisInContainers: redisInContainers(t) });
       return t;
     };
     const report = await RUNNERS[drill](load, flags);

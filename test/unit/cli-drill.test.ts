@@ -10,7 +10,7 @@ import { DRILLS, VARIANTS, drillOptions, drillScriptProgram, registerDrillComman
 import { validateConfig } from "../../components/config/index.ts";
 import { planHomelab } from "../../components/plan.ts";
 import { redactedSecrets } from "../../components/secrets.ts";
-import { topologyOf } from "../../components/topology.ts";
+import { topologyOf, type Topology } from "../../components/topology.ts";
 import { makeReport, writeReport } from "../../drills/lib/report.ts";
 
 // A drill given --stack prepares pulumi (backend, passphrase) under the data dir: a temp one here, so the
@@ -170,13 +170,19 @@ describe("homelab report", () => {
 
 describe("drills on a libvirt stack (drillsFor)", () => {
   it("runs every drill on docker; on VMs `all` skips what makes containers, a named one is refused naming what runs", async () => {
-    const { drillsFor } = await import("../../cli/drill-commands.ts");
+    const { drillsFor, redisInContainers } = await import("../../cli/drill-commands.ts");
     expect(drillsFor("docker", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["redis", "backup-restore", "failover"], skipped: [] });
     expect(drillsFor("libvirt", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
     expect(drillsFor("libvirt", ["failover"], false)).toEqual({ run: ["failover"], skipped: [] });
     // A mixed stack (hosts:) holds PostgreSQL on VMs: the VM rules apply.
     expect(drillsFor("mixed", ["redis", "backup-restore", "failover"], true)).toEqual({ run: ["failover"], skipped: ["redis", "backup-restore"] });
     expect(() => drillsFor("mixed", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform mixed yet (it makes its restore or scratch nodes as containers); on VMs: failover");
+    // Its Redis nodes in containers (redis.host on a docker host): the Redis drills run as on docker.
+    expect(drillsFor("mixed", ["redis", "redis-replication-lag", "backup-restore", "failover"], true, { redisInContainers: true })).toEqual({ run: ["redis", "redis-replication-lag", "failover"], skipped: ["backup-restore"] });
+    expect(drillsFor("libvirt", ["redis"], true, { redisInContainers: true })).toEqual({ run: [], skipped: ["redis"] });
+    const vm = { kind: "libvirt" as const, domain: "d", uri: "qemu:///system", ssh: "root@x", identityFile: "/k", knownHosts: "/h" };
+    expect(redisInContainers({ nodes: [{ role: "redis", handle: { kind: "docker", container: "r" } }, { role: "postgres-primary", handle: vm }] as Topology["nodes"] })).toBe(true);
+    expect(redisInContainers({ nodes: [{ role: "redis", handle: vm }] as Topology["nodes"] })).toBe(false);
     expect(() => drillsFor("libvirt", ["backup-restore"], false)).toThrow("drill backup-restore: not on platform libvirt yet (it makes its restore or scratch nodes as containers); on VMs: failover");
     expect(() => drillsFor("libvirt", ["vacuum-bloat"], false)).toThrow("drill vacuum-bloat: not on platform libvirt yet (not tried on VMs yet); on VMs: failover");
   });
