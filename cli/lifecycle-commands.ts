@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { loadStackSpec, type HomelabSpec } from "../components/config/index.ts";
 import { LABEL_STACK, containerHealth, dockerEnv, removeByLabel } from "../components/platform/docker-node.ts";
 import { removeLibvirtLeftovers } from "../components/platform/libvirt-platform.ts";
-import { removeNetworkLink } from "../components/platform/placed.ts";
+import { ensureNetworkLink, removeNetworkLink } from "../components/platform/placed.ts";
 import { kindsOfPlan } from "../components/platform/plan.ts";
 import { placementSummary, planHomelab, redactedSecrets } from "../components/plan.ts";
 import { topologyOf, type Topology } from "../components/topology.ts";
@@ -92,9 +92,15 @@ export function registerLifecycleCommands(program: Command): void {
       await pulumiReady(spec.stack);
       const { secrets } = await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v.detail);
       await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
+      const plan = planHomelab(spec, redactedSecrets());
+      if (kinds.size > 1) {
+        // The route between the two networks (ADR 0021): rules lost to a reboot or a firewall reload come back.
+        const { docker, libvirt } = plan.networks;
+        await step("network link", () => ensureNetworkLink(spec.stack, docker!.subnet, libvirt!.subnet), (n) => (n === 0 ? "4 rules in place" : `${n} missing rule(s) put back`));
+      }
       // The same facts the stack exported (topology = plan + handles; the docker platform names containers
       // by the plan), computed here instead of asking pulumi once more.
-      const topology = topologyOf(spec, planHomelab(spec, redactedSecrets()));
+      const topology = topologyOf(spec, plan);
       const { pgpass } = writeClientFiles(spec, topology, secrets.postgresAppPassword ?? "");
       console.log(`homelab: stack ${spec.stack} is up (${topology.nodes.length} nodes) in ${((Date.now() - t0) / 1000).toFixed(1)}s. Connect:`);
       for (const line of connectLines(topology, pgpass)) console.log(line);

@@ -42,6 +42,23 @@ export function networkLinkScript(stack: string, dockerSubnet: string, libvirtSu
 }
 
 /**
+ * Puts back any rule of the link that is missing (iptables rules do not survive a reboot or a firewall
+ * reload, and Pulumi runs the link's create only once): what `homelab up` runs after `pulumi up`, so a second
+ * `up` still changes nothing in state. Returns how many rules it had to add.
+ */
+export async function ensureNetworkLink(stack: string, dockerSubnet: string, libvirtSubnet: string): Promise<number> {
+  const run = $({ quiet: true, verbose: false, nothrow: true, input: "" });
+  let added = 0;
+  for (const r of networkLinkRules(stack, dockerSubnet, libvirtSubnet)) {
+    if ((await run`iptables -w -t ${r.table} -C ${r.chain} ${r.args}`).exitCode === 0) continue;
+    const insert = await run`iptables -w -t ${r.table} -I ${r.chain} 1 ${r.args}`;
+    if (insert.exitCode !== 0) throw new Error(`network link of stack ${stack}: iptables -t ${r.table} -I ${r.chain} ${r.args.join(" ")} failed: ${insert.stderr.trim()}`);
+    added++;
+  }
+  return added;
+}
+
+/**
  * Removes every rule of the stack's network link, whatever subnets it was made with (what `homelab down`
  * sweeps after destroy: an interrupted run leaves rules state does not know). Returns how many went.
  */

@@ -9,6 +9,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureEngine, ensureVmHost } from "../../cli/setup.ts";
+import { networkLinkRules } from "../../components/platform/placed.ts";
 import { toolchainStatus } from "../../tools/pulumi-env.ts";
 import { vmStack, type VmStack } from "./stack-harness.ts";
 import { networkNames, qemuRssKiB } from "./vm-host.ts";
@@ -57,6 +58,7 @@ describe.runIf(status.ok)("a mixed stack: PostgreSQL VMs, the repository and Red
     expect(docker("exec", `${s.prefix}-backup`, "getent", "hosts", `${s.prefix}-pg-1`)).toMatch(/^192\.168\.247\.10\s/);
     expect(docker("inspect", "--format", "{{.State.Health.Status}}", `${s.prefix}-redis`)).toBe("healthy");
     expect(linkRules()).toHaveLength(4);
+    expect(r.out).toMatch(/^homelab: network link: 4 rules in place/m);
     s.numbers.qemuRssMiB = [`${s.prefix}-pg-1`, `${s.prefix}-pg-2`].map((d) => ((qemuRssKiB(d) ?? 0) / 1024).toFixed(0)).join("/");
   }, 1_500_000);
 
@@ -67,7 +69,14 @@ describe.runIf(status.ok)("a mixed stack: PostgreSQL VMs, the repository and Red
     docker("exec", "-u", "postgres", `${s.prefix}-backup`, "pgbackrest", "--stanza=main", "check");
   }, 1_200_000);
 
-  it("a second up changes nothing", () => s.upAgainUnchanged(), 900_000);
+  it("a second up changes nothing in state, and puts back a link rule lost to a firewall reload", () => {
+    const lost = networkLinkRules(STACK, DOCKER_SUBNET, VM_SUBNET)[0]!;
+    execFileSync("iptables", ["-w", "-t", lost.table, "-D", lost.chain, ...lost.args]);
+    expect(linkRules()).toHaveLength(3);
+    const r = s.upAgainUnchanged();
+    expect(r.out).toMatch(/^homelab: network link: 1 missing rule\(s\) put back/m);
+    expect(linkRules()).toHaveLength(4);
+  }, 900_000);
 
   it("down leaves no domain, network, container or link rule of the stack; only the repository's volume", async () => {
     const r = s.homelab("down", "--stack", STACK);

@@ -24,7 +24,7 @@ export interface VmStack {
   /** `drill failover` passes; records its RTO. */
   failoverPasses(): void;
   /** `up` again: exits 0 with every resource unchanged; records its time. */
-  upAgainUnchanged(): void;
+  upAgainUnchanged(): { out: string };
   /** down --purge-backups, the stack file and the temp data dir removed; the numbers printed. */
   dispose(): void;
 }
@@ -85,6 +85,7 @@ export async function vmStack(stack: string, config: Record<string, unknown>): P
       expect(r.out).toMatch(/^\s+\d+ unchanged$/m);
       expect(r.out).not.toMatch(/^\s+[+~-] \d+ (created|updated|deleted|replaced)/m);
       numbers.secondUpSeconds = r.seconds.toFixed(0);
+      return r;
     },
     dispose() {
       homelab("down", "--stack", stack, "--purge-backups", "--yes");
