@@ -450,10 +450,12 @@ export async function runFailoverDrill(opts: FailoverDrillOptions): Promise<Dril
     // stack made (its topology spec: a later `pulumi up` or refresh finds what it created). The entrypoint
     // keeps it a standby: on an existing cluster standby.signal decides, not HOMELAB_ROLE (ADR 0011).
     if (rejoined) {
-      await log.step(`${primary.name} back on the stack's own container (a standby by its data directory)`, async () => {
+      // A container on docker, the node's unit with the stack's env on a VM (MachineNodeControl.recreate).
+      const what = primary.handle.kind === "libvirt" ? "node (the stack's env, its unit restarted)" : "container";
+      await log.step(`${primary.name} back on the stack's own ${what} (a standby by its data directory)`, async () => {
         await ctl.recreate(primary, { timeoutSeconds: Math.max(120, Math.round(objective.redundancyRestored)) });
         await waitFor(`${primary.name} streaming from ${replica.name} again`, async () => (await replicationRows(ctl, replica)).some((r) => r.applicationName === oldName.applicationName && r.state === "streaming"), { timeoutMs: 120_000 });
-        return `the container the stack made (HOMELAB_BOOTSTRAP_FROM=${primary.container.env.HOMELAB_BOOTSTRAP_FROM ?? "?"}, for an empty data directory only); streaming from ${replica.name}`;
+        return `the ${primary.handle.kind === "libvirt" ? "node" : "container"} the stack made (HOMELAB_BOOTSTRAP_FROM=${primary.container.env.HOMELAB_BOOTSTRAP_FROM ?? "?"}, for an empty data directory only); streaming from ${replica.name}`;
       }, (detail) => detail);
     }
 
