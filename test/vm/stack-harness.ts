@@ -29,11 +29,15 @@ export interface VmStack {
   dispose(): void;
 }
 
-/** What every VM stack test leaves out and expects (software emulation is about 10x slower than the hardware). */
+/**
+ * What every VM stack test leaves out and expects (software emulation is about 10x slower than the hardware).
+ * Replication is async: a primary powered off may take its last acknowledged writes with it (measured: 0 or 1
+ * of ~140, within 116 ms), so the objective is async's, at most 1 s of writes, not sync's zero.
+ */
 export const VM_STACK_DEFAULTS = {
   duckdb: { enabled: false },
   monitoring: { enabled: false },
-  objectives: { failover: { rpoWrites: 0, rto: "30s", redundancyRestored: "600s" } },
+  objectives: { failover: { rpoWrites: 10, rpo: "1s", rto: "30s", redundancyRestored: "600s" } },
 };
 
 export async function vmStack(stack: string, config: Record<string, unknown>): Promise<VmStack> {
