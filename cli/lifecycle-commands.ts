@@ -72,17 +72,22 @@ export function connectLines(topology: Topology, pgpass: string): string[] {
   return out;
 }
 
-/** The kinds of host (docker, libvirt) a stack's nodes are made on. */
-const placedKinds = (spec: HomelabSpec) => kindsOfPlan(planHomelab(spec, redactedSecrets()));
-
 export function registerLifecycleCommands(program: Command): void {
   stackOption(program.command("up").description("Set up everything a machine needs (engine, images, toolchain, state, stack, secrets), then build or update the tier"))
     .option("--yes", "install and start the Docker engine without asking (Debian, as root)", false)
     .action(async (flags: LifecycleFlags) => {
       const t0 = Date.now();
-      const spec = await step("stack file", async () => specOf(flags), (s) => `stacks/Pulumi.${s.stack}.yaml valid (${placementSummary(s, planHomelab(s, redactedSecrets()))})`);
+      // The structural plan (redacted secrets), once: where each node lives, and the topology printed at the end.
+      const { spec, plan } = await step(
+        "stack file",
+        async () => {
+          const s = specOf(flags);
+          return { spec: s, plan: planHomelab(s, redactedSecrets()) };
+        },
+        ({ spec: s, plan: p }) => `stacks/Pulumi.${s.stack}.yaml valid (${placementSummary(s, p)})`,
+      );
       await step("system packages", () => ensureSystemPackages({ yes: flags.yes }), (v) => v);
-      const kinds = placedKinds(spec);
+      const kinds = kindsOfPlan(plan);
       // VMs: libvirt and qemu; the base image is made by `pulumi up` itself. Containers: the Docker engine.
       if (kinds.has("libvirt")) await step("VM host", () => ensureVmHost({ yes: flags.yes }), (v) => v);
       if (kinds.has("docker")) {
@@ -92,7 +97,6 @@ export function registerLifecycleCommands(program: Command): void {
       await pulumiReady(spec.stack);
       const { secrets } = await step("secrets", () => ensureSecrets(spec.stack, path.resolve(flags.stacksDir)), (v) => v.detail);
       await step("pulumi up", () => pulumi(["up", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
-      const plan = planHomelab(spec, redactedSecrets());
       if (kinds.size > 1) {
         // The route between the two networks (ADR 0021): rules lost to a reboot or a firewall reload come back.
         const { docker, libvirt } = plan.networks;
@@ -130,8 +134,8 @@ export function registerLifecycleCommands(program: Command): void {
       if (flags.purgeBackups && !flags.yes) throw new UsageError([`down: --purge-backups deletes every backup and archived WAL of stack ${spec.stack} and cannot be undone; add --yes to confirm`]);
       await pulumiReady(spec.stack);
       await step("pulumi destroy", () => pulumi(["destroy", "--yes", "--skip-preview", "--stack", spec.stack, "--suppress-progress", "--suppress-outputs"], { stream: true }), () => "done");
-      const kinds = placedKinds(spec);
       const plan = planHomelab(spec, redactedSecrets());
+      const kinds = kindsOfPlan(plan);
       const repositoryOnVm = spec.placement.pgbackrest.kind === "libvirt";
       if (kinds.size > 1) await step("network link", () => removeNetworkLink(spec.stack), (n) => (n === 0 ? "none left" : `${n} leftover rule(s) removed`));
       if (kinds.has("libvirt")) {
