@@ -189,9 +189,9 @@ const postgres = z
         if (refusal) ctx.addIssue({ code: "custom", path: [name], input: value, message: `not accepted; ${refusal}` });
       }
     }),
-    /** Resources of each PostgreSQL node. */
     /** The host (a key of `hosts:`) the nodes of this section are made on. Default: the host of kind `platform`. */
     host: placedOn,
+    /** Resources of each PostgreSQL node. */
     node: nodeResources({ memory: "512MiB", cpus: 1, storage: "ssd" }),
     /** manual (the default): failover is the operator's act, rehearsed by the failover drill (ADR 0009);
      *  patroni: Patroni + a 3-member etcd DCS fail over by themselves, HAProxy gives clients a stable
